@@ -1,0 +1,14 @@
+// The `rag` subcommands. Each takes the arguments after its name and returns the process exit status.
+// Exit statuses are shared by every command: see kExit* below and README "Exit status".
+#pragma once
+
+namespace rag::cli {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;       // the command could not do its job (message on stderr)
+constexpr int kExitUsage = 2;        // bad arguments
+constexpr int kExitPartial = 3;      // completed, but some inputs failed (e.g. ingest with failed files)
+constexpr int kExitBusy = 75;        // another writer holds the data dir's lock (EX_TEMPFAIL, for cron)
+
+
+}  // namespace rag::cli
