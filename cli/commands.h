@@ -10,5 +10,8 @@ constexpr int kExitUsage = 2;        // bad arguments
 constexpr int kExitPartial = 3;      // completed, but some inputs failed (e.g. ingest with failed files)
 constexpr int kExitBusy = 75;        // another writer holds the data dir's lock (EX_TEMPFAIL, for cron)
 
+int cmd_model(int argc, char** argv);
+// `rag model` subcommands (cli/model-*.cpp):
+
 
 }  // namespace rag::cli

@@ -23,6 +23,7 @@ int cmd_version(int, char**) {
 
 // Add a subcommand here and declare it in commands.h.
 constexpr Command kCommands[] = {
+    {"model", rag::cli::cmd_model, "inspect, convert, quantize and tokenize with GGUF models"},
     {"version", cmd_version, "print the version"},
 };
 
