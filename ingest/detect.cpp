@@ -38,9 +38,14 @@ bool looks_like_html(std::string_view head) {
 
 // The head may end inside a multi-byte character; that alone must not make it invalid UTF-8.
 bool valid_utf8_prefix(std::string_view head) {
-  for (size_t cut = 0; cut <= 3 && cut <= head.size(); ++cut)
-    if (utf8_valid(head.substr(0, head.size() - cut))) return true;
-  return false;
+  size_t lead = head.size();
+  while (lead > 0 && head.size() - lead < 3 && (static_cast<unsigned char>(head[lead - 1]) & 0xC0) == 0x80) --lead;
+  if (lead > 0) {
+    auto b = static_cast<unsigned char>(head[lead - 1]);
+    size_t length = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+    if (length > head.size() - (lead - 1)) head = head.substr(0, lead - 1);
+  }
+  return utf8_valid(head);
 }
 
 }  // namespace

@@ -1,0 +1,83 @@
+#include "tests/support/pdf-writer.h"
+
+#include <cairo-pdf.h>
+#include <cairo.h>
+
+#include <stdexcept>
+#include <string_view>
+
+namespace rag::test {
+
+namespace {
+
+constexpr double kPageWidth = 595;  // A4 in points
+constexpr double kPageHeight = 842;
+constexpr double kMargin = 56;
+constexpr double kFontSize = 11;
+constexpr double kLineHeight = 15;
+
+std::vector<std::string> split(std::string_view text, std::string_view separator) {
+  std::vector<std::string> parts;
+  size_t pos = 0;
+  for (;;) {
+    size_t at = text.find(separator, pos);
+    parts.emplace_back(text.substr(pos, at == std::string_view::npos ? std::string_view::npos : at - pos));
+    if (at == std::string_view::npos) return parts;
+    pos = at + separator.size();
+  }
+}
+
+// Greedy word wrap to the text width.
+std::vector<std::string> wrap(cairo_t* cr, const std::string& paragraph) {
+  std::vector<std::string> lines;
+  std::string line;
+  for (const std::string& word : split(paragraph, " ")) {
+    if (word.empty()) continue;
+    std::string candidate = line.empty() ? word : line + " " + word;
+    cairo_text_extents_t extents;
+    cairo_text_extents(cr, candidate.c_str(), &extents);
+    if (!line.empty() && extents.x_advance > kPageWidth - 2 * kMargin) {
+      lines.push_back(line);
+      line = word;
+    } else {
+      line = candidate;
+    }
+  }
+  if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace
+
+void write_pdf(const std::string& path, const std::vector<std::string>& pages, const std::string& title) {
+  cairo_surface_t* surface = cairo_pdf_surface_create(path.c_str(), kPageWidth, kPageHeight);
+  if (!title.empty()) cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_TITLE, title.c_str());
+  cairo_t* cr = cairo_create(surface);
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, kFontSize);
+  for (const std::string& page : pages) {
+    double y = kMargin + kFontSize;
+    for (const std::string& paragraph : split(page, "\n\n")) {
+      std::string flat = paragraph;
+      for (char& c : flat)
+        if (c == '\n') c = ' ';
+      for (const std::string& line : wrap(cr, flat)) {
+        if (y > kPageHeight - kMargin) break;
+        cairo_move_to(cr, kMargin, y);
+        cairo_show_text(cr, line.c_str());
+        y += kLineHeight;
+      }
+      y += kLineHeight;  // the blank line between paragraphs
+    }
+    cairo_show_page(cr);
+  }
+  cairo_status_t status = cairo_status(cr);
+  cairo_destroy(cr);
+  cairo_surface_finish(surface);
+  if (status == CAIRO_STATUS_SUCCESS) status = cairo_surface_status(surface);
+  cairo_surface_destroy(surface);
+  if (status != CAIRO_STATUS_SUCCESS)
+    throw std::runtime_error("write_pdf " + path + ": " + cairo_status_to_string(status));
+}
+
+}  // namespace rag::test
