@@ -42,11 +42,11 @@ constexpr std::array<std::string_view, 14> kDropped = {"script", "style",  "nosc
 constexpr std::array<std::string_view, 14> kVoid = {"area", "base", "br",   "col",   "embed",  "hr",    "img",
                                                     "input", "link", "meta", "param", "source", "track", "wbr"};
 // Elements whose start or end breaks the flow of text into a new block.
-constexpr std::array<std::string_view, 35> kBlock = {
+constexpr std::array<std::string_view, 36> kBlock = {
     "address", "article", "blockquote", "body",  "caption", "dd",   "details", "dialog",
     "div",     "dl",      "dt",         "fieldset", "figcaption", "figure", "h1", "h2",    "h3",
     "h4",      "h5",      "h6",         "hr",    "li",      "main",    "ol",   "p",       "pre",
-    "section", "summary", "table",      "tbody", "td",      "tfoot",   "th",   "thead",   "tr"};
+    "section", "summary", "table",      "tbody", "td",      "tfoot",   "th",   "thead",   "tr",    "ul"};
 // Raw text elements: their content is not markup.
 constexpr std::array<std::string_view, 5> kRawText = {"script", "style", "textarea", "title", "xmp"};
 
@@ -253,7 +253,6 @@ class HtmlParser {
   }
 
   void on_open(const std::string& name) {
-    end_block();
     if (one_of(name, kDropped)) ++dropped_;
     else if (name == "pre") ++in_pre_;
     else if (name == "ul" || name == "ol") ++list_depth_;
@@ -269,7 +268,7 @@ class HtmlParser {
   }
 
   void on_close(const std::string& name) {
-    end_block();
+    if (one_of(name, kBlock)) end_block();  // an implied end inside an inline element's end tag
     if (one_of(name, kDropped)) --dropped_;
     else if (name == "pre") --in_pre_;
     else if (name == "ul" || name == "ol") --list_depth_;
