@@ -55,6 +55,13 @@ rlim_t current_address_space() {
 }
 
 [[noreturn]] void run_child(const std::string& path, int fd, const ParseOptions& options) {
+  // poppler and its allocator print to stdout/stderr in places the debug hook does not reach ("Out of
+  // memory" before abort); the parent reports one line per failure instead.
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    dup2(devnull, STDOUT_FILENO);
+    dup2(devnull, STDERR_FILENO);
+  }
 #if !defined(__SANITIZE_ADDRESS__)
   // AddressSanitizer reserves terabytes of shadow address space, so RLIMIT_AS cannot be applied under it;
   // sanitizer builds rely on the CPU and wall-clock limits alone.
@@ -216,8 +223,9 @@ PdfText extract(const std::string& path, const ParseOptions& options) {
     int sig = WTERMSIG(status);
     if (sig == SIGXCPU || sig == SIGKILL)
       fail(Errc::kLimit, "{}: PDF extraction exceeded its CPU time limit ({})", path, signal_name(sig));
-    fail(Errc::kCorrupt, "{}: PDF extraction crashed ({}); the file is damaged or hits a poppler bug", path,
-         signal_name(sig));
+    fail(Errc::kCorrupt,
+         "{}: PDF extraction crashed ({}): a damaged file, a poppler bug, or more than the memory limit of {} bytes",
+         path, signal_name(sig), options.pdf_memory_limit_bytes);
   }
   if (!complete || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     fail(Errc::kCorrupt, "{}: PDF extraction ended early (exit status {})", path,
