@@ -1,0 +1,135 @@
+// The AVX-512 kernels (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mfma -mf16c; see
+// nn/CMakeLists.txt): the shared x86 body of kernels-x86.h, whose int8 dot product becomes vpdpbusd here,
+// plus a VNNI tile kernel for the int8 matmul.
+//
+// Tile kernel. A thread takes 16 weight rows at a time and repacks them (into its scratch) so that one
+// 64-byte load holds the same 4 consecutive weights of all 16 rows:
+//
+//   packed[b][g][r][0..3]  unsigned bytes of row r, elements 32b + 4g .. 32b + 4g + 3  (b block, g = 0..7)
+//                          Q8_0: q + 128 (o = 128);  Q4_0: the nibble, 0..15 (o = 8)
+//   scales[b][r]           row r's block-b scale as f32; rows past the matrix are 0
+//
+// Then vpdpbusd of packed[b][g] with 4 bytes of one token broadcast to every lane adds 4 products to each
+// row's lane, and 8 of them give 16 rows' complete block sums at once, without any horizontal reduction.
+// The zero offset o leaves through the activations' ds (kernels-impl.h):
+//   y[t][r] = Σ_b d_w[r][b] · (d_x[t][b] · Σ u_w q_x  −  o · ds[t][b])
+// Eight tokens share each load of packed weights; their eight accumulators are independent chains, which
+// hides vpdpbusd's latency.
+#include "nn/kernels-x86.h"
+
+// GCC 12 warns inside its own _mm512_cvtepi32_ps (an _mm512_undefined_ps() pass-through operand).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace rag::nn {
+namespace {
+
+constexpr int kTileRows = 16;
+constexpr int kTileTokens = 8;
+constexpr int64_t kPackedBlockBytes = kQuantBlock * kTileRows;  // 8 groups × 16 rows × 4 bytes
+
+int64_t tile_scratch_bytes(int64_t cols) {
+  const int64_t blocks = cols / kQuantBlock;
+  return blocks * (kPackedBlockBytes + kTileRows * static_cast<int64_t>(sizeof(float)));
+}
+
+inline uint32_t load_u32(const uint8_t* p) {
+  uint32_t v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// Repacks rows [r0, r0 + rows) (rows ≤ 16) into the layout above.
+void pack_tile(TensorType type, const uint8_t* w, int64_t stride, int64_t r0, int64_t rows, int64_t blocks,
+               uint8_t* packed, float* scales) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    auto* out = reinterpret_cast<uint32_t*>(packed + b * kPackedBlockBytes);
+    for (int64_t r = 0; r < kTileRows; ++r) {
+      if (r >= rows) {
+        for (int g = 0; g < 8; ++g) out[g * kTileRows + r] = 0;
+        scales[b * kTileRows + r] = 0.0f;
+        continue;
+      }
+      const uint8_t* row = w + (r0 + r) * stride;
+      if (type == TensorType::kQ8_0) {
+        const auto* block = reinterpret_cast<const BlockQ8_0*>(row) + b;
+        const auto* qs = reinterpret_cast<const uint8_t*>(block->qs);
+        for (int g = 0; g < 8; ++g) out[g * kTileRows + r] = load_u32(qs + 4 * g) ^ 0x80808080u;
+        scales[b * kTileRows + r] = f16_scalar(block->d);
+      } else {
+        const auto* block = reinterpret_cast<const BlockQ4_0*>(row) + b;
+        for (int g = 0; g < 4; ++g) {
+          const uint32_t bytes = load_u32(block->qs + 4 * g);
+          out[g * kTileRows + r] = bytes & 0x0F0F0F0Fu;
+          out[(g + 4) * kTileRows + r] = (bytes >> 4) & 0x0F0F0F0Fu;
+        }
+        scales[b * kTileRows + r] = f16_scalar(block->d);
+      }
+    }
+  }
+}
+
+// y[t][r0 .. r0 + 16) for T tokens from t0, over a packed tile; `rows` masks the store of a partial tile.
+template <int T>
+void tile_tokens(const uint8_t* packed, const float* scales, int64_t blocks, Q8Matrix x, int64_t t0, float offset,
+                 float* y, int64_t ldy, int64_t r0, __mmask16 rows) {
+  const int64_t per_token = x.k / kQuantBlock;
+  __m512 acc[T];
+#pragma GCC unroll 8
+  for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const auto* wp = reinterpret_cast<const __m512i*>(packed + b * kPackedBlockBytes);
+    __m512i w[8];
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) w[g] = _mm512_load_si512(wp + g);
+    const __m512 dw = _mm512_load_ps(scales + b * kTileRows);
+#pragma GCC unroll 8
+    for (int j = 0; j < T; ++j) {
+      const int64_t t = t0 + j;
+      const int8_t* xq = x.qs + t * x.k + b * kQuantBlock;
+      __m512i sum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int g = 0; g < 8; ++g) {
+        sum = _mm512_dpbusd_epi32(sum, w[g], _mm512_set1_epi32(static_cast<int>(load_u32(reinterpret_cast<const uint8_t*>(xq + 4 * g)))));
+      }
+      const int64_t xb = t * per_token + b;
+      const __m512 block = _mm512_fmsub_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(x.d[xb]),
+                                           _mm512_set1_ps(offset * x.ds[xb]));
+      acc[j] = _mm512_fmadd_ps(dw, block, acc[j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t0 + j) * ldy + r0, rows, acc[j]);
+}
+
+void avx512_matmul_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y,
+                      int64_t ldy, void* scratch) {
+  const int64_t blocks = x.k / kQuantBlock;
+  const int64_t stride =
+      blocks * static_cast<int64_t>(type == TensorType::kQ8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0));
+  const float offset = type == TensorType::kQ8_0 ? 128.0f : 8.0f;
+  auto* packed = static_cast<uint8_t*>(scratch);
+  auto* scales = reinterpret_cast<float*>(packed + blocks * kPackedBlockBytes);
+  for (int64_t r = r0; r < r1; r += kTileRows) {
+    const int64_t rows = r1 - r < kTileRows ? r1 - r : kTileRows;
+    pack_tile(type, static_cast<const uint8_t*>(w), stride, r, rows, blocks, packed, scales);
+    const auto mask = static_cast<__mmask16>((1u << rows) - 1);
+    int64_t t = 0;
+    for (; t + kTileTokens <= n; t += kTileTokens) {
+      tile_tokens<kTileTokens>(packed, scales, blocks, x, t, offset, y, ldy, r, mask);
+    }
+    for (; t + 4 <= n; t += 4) tile_tokens<4>(packed, scales, blocks, x, t, offset, y, ldy, r, mask);
+    for (; t < n; ++t) tile_tokens<1>(packed, scales, blocks, x, t, offset, y, ldy, r, mask);
+  }
+}
+
+}  // namespace
+
+const KernelTable kAvx512Kernels = {
+    "avx512",        x86_dot_f32,        x86_dot_f16,        x86_dot_bf16,
+    x86_dot_q8_0,    x86_dot_q4_0,       x86_quantize_q8,    x86_row_to_f32,
+    avx512_matmul_q8, tile_scratch_bytes, x86_rms_norm,      x86_layer_norm,
+    x86_softmax,     x86_silu,           x86_swiglu,         x86_gelu,
+    x86_gelu_tanh,   x86_add,            x86_mul,            x86_scale,
+};
+
+}  // namespace rag::nn

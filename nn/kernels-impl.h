@@ -1,0 +1,72 @@
+// Private to nn/kernels*.cpp: the table of kernels one SIMD level provides. kernels.cpp owns dispatch,
+// threading and argument checks; the variants only compute, over the ranges they are given.
+//
+// This header is included by files compiled with -mavx2 or -mavx512*: it must declare only (no inline
+// functions, no templates), so that no ISA-specific copy of a shared inline function can reach the linker.
+#pragma once
+
+#include <cstdint>
+
+#include "nn/tensor.h"
+
+namespace rag::nn {
+
+// Activations in int8 form, one vector of n values (n a multiple of 32), blocks b = i / 32:
+//   qs[i]  int8, x[i] ≈ d[b] * qs[i]; d[b] = max|x| over the block / 127 (0 for an all-zero block),
+//          qs[i] = x[i] / d[b] rounded half to even, so qs is in [-127, 127]
+//   ds[b]  d[b] * Σ qs over block b. It folds a weight zero offset o out of the inner loop:
+//          Σ d_w (q_w - o) d_x q_x = d_w d_x Σ q_w q_x - o d_w ds, so Q4_0 nibbles (o = 8) and Q8_0 values
+//          shifted to unsigned (o = 128, for vpdpbusd) multiply as they are.
+struct Q8Vector {
+  const int8_t* qs;
+  const float* d;
+  const float* ds;
+};
+
+// n activation vectors of k values, vector t at qs + t * k and d, ds + t * (k / 32).
+struct Q8Matrix {
+  const int8_t* qs;
+  const float* d;
+  const float* ds;
+  int64_t k;
+};
+
+struct KernelTable {
+  const char* name;
+
+  // One weight row of n elements against x (float or int8 form).
+  float (*dot_f32)(const float* w, const float* x, int64_t n);
+  float (*dot_f16)(const uint16_t* w, const float* x, int64_t n);
+  float (*dot_bf16)(const uint16_t* w, const float* x, int64_t n);
+  float (*dot_q8_0)(const BlockQ8_0* w, Q8Vector x, int64_t n);
+  float (*dot_q4_0)(const BlockQ4_0* w, Q8Vector x, int64_t n);
+
+  // x (n values) to int8 form: qs n values, d and ds n / 32 each.
+  void (*quantize_q8)(const float* x, int64_t n, int8_t* qs, float* d, float* ds);
+  // One row of n elements of a weight type to float (F16, BF16, Q8_0, Q4_0; F32 is copied).
+  void (*row_to_f32)(TensorType type, const void* row, float* y, int64_t n);
+
+  // Int8 product of weight rows [r0, r1) (Q8_0 or Q4_0, `cols` = x.k) with n quantized activation
+  // vectors: y[t * ldy + r] for t in [0, n). `scratch` holds matmul_q8_scratch_bytes(cols) bytes, 64-byte
+  // aligned, private to the calling thread.
+  void (*matmul_q8)(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n,
+                    float* y, int64_t ldy, void* scratch);
+  int64_t (*matmul_q8_scratch_bytes)(int64_t cols);
+
+  void (*rms_norm)(const float* x, const float* weight, float* y, int64_t n, float eps);
+  void (*layer_norm)(const float* x, const float* weight, const float* bias, float* y, int64_t n, float eps);
+  void (*softmax)(float* x, int64_t n);
+  void (*silu)(const float* x, float* y, int64_t n);
+  void (*swiglu)(const float* gate, const float* up, float* y, int64_t n);
+  void (*gelu)(const float* x, float* y, int64_t n);
+  void (*gelu_tanh)(const float* x, float* y, int64_t n);
+  void (*add)(const float* a, const float* b, float* y, int64_t n);
+  void (*mul)(const float* a, const float* b, float* y, int64_t n);
+  void (*scale)(const float* x, float s, float* y, int64_t n);
+};
+
+extern const KernelTable kPortableKernels;
+extern const KernelTable kAvx2Kernels;     // AVX2, FMA, F16C
+extern const KernelTable kAvx512Kernels;   // AVX-512 F, BW, VL, VNNI (plus FMA, F16C)
+
+}  // namespace rag::nn

@@ -1,0 +1,370 @@
+// Private body of the x86 kernels, included only by kernels-avx2.cpp and kernels-avx512.cpp, each compiled
+// with its own -m flags: the same 256-bit code serves both, and where the AVX-512 build has VNNI the int8
+// dot product becomes one vpdpbusd instead of vpmaddubsw + vpmaddwd.
+//
+// Everything here has internal linkage (anonymous namespace) and the file includes only <immintrin.h> and
+// declaration-only headers: no inline function of a shared header may be instantiated with AVX code, or the
+// linker could hand that copy to code running on a CPU without AVX (an ODR trap). Hence no <cmath> or
+// <algorithm> here; tails use masked loads instead of scalar libm calls.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "nn/kernels-impl.h"
+
+namespace rag::nn {
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline float hmax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Lanes [0, count) set, for the last partial vector of a loop (0 < count < 8).
+inline __m256i tail_mask(int64_t count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+inline float f16_scalar(uint16_t h) { return _cvtsh_ss(h); }
+
+// Σ over 4-byte groups of u[i] * s[i] (u unsigned, s signed) into 8 int32 lanes added to acc. Without VNNI
+// the pairs pass through int16: exact while |u * s| pairs stay below 2^15, true for every caller (u ≤ 128 with
+// |s| ≤ 127, or u ≤ 15).
+inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(acc, u, s);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+// Q4_0 block nibbles as 32 unsigned bytes in element order (low nibbles are elements 0..15).
+inline __m256i unpack_q4(const uint8_t* qs) {
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// 8 values of a 16-bit float type starting at p; `count` < 8 reads only that many (zeros after).
+inline __m256 load_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256 load_bf16(const uint16_t* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+inline __m128i load_u16_partial(const uint16_t* p, int64_t count) {
+  alignas(16) uint16_t tmp[8] = {};
+  for (int64_t i = 0; i < count; ++i) tmp[i] = p[i];
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
+}
+
+float x86_dot_f32(const float* w, const float* x, int64_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
+         acc3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), acc3);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), acc0);
+  if (i < n) {
+    const __m256i m = tail_mask(n - i);
+    acc1 = _mm256_fmadd_ps(_mm256_maskload_ps(w + i, m), _mm256_maskload_ps(x + i, m), acc1);
+  }
+  return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+}
+
+template <bool kBf16>
+float x86_dot_16bit(const uint16_t* w, const float* x, int64_t n) {
+  auto load = [](const uint16_t* p) { return kBf16 ? load_bf16(p) : load_f16(p); };
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
+         acc3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(load(w + i), _mm256_loadu_ps(x + i), acc0);
+    acc1 = _mm256_fmadd_ps(load(w + i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(load(w + i + 16), _mm256_loadu_ps(x + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(load(w + i + 24), _mm256_loadu_ps(x + i + 24), acc3);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load(w + i), _mm256_loadu_ps(x + i), acc0);
+  if (i < n) {
+    const __m128i bits = load_u16_partial(w + i, n - i);
+    const __m256 wv = kBf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16))
+                            : _mm256_cvtph_ps(bits);
+    acc1 = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + i, tail_mask(n - i)), acc1);
+  }
+  return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+}
+
+float x86_dot_f16(const uint16_t* w, const float* x, int64_t n) { return x86_dot_16bit<false>(w, x, n); }
+float x86_dot_bf16(const uint16_t* w, const float* x, int64_t n) { return x86_dot_16bit<true>(w, x, n); }
+
+// Q8_0 weights: |w| times x with w's sign (vpsignb), so the unsigned × signed product sees the true sign.
+float x86_dot_q8_0(const BlockQ8_0* w, Q8Vector x, int64_t n) {
+  const int64_t blocks = n / kQuantBlock;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t b = 0;
+  auto block = [&](int64_t i) {
+    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + i * kQuantBlock));
+    const __m256i dot = dot_u8s8(_mm256_setzero_si256(), _mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
+    return _mm256_mul_ps(_mm256_set1_ps(f16_scalar(w[i].d) * x.d[i]), _mm256_cvtepi32_ps(dot));
+  };
+  for (; b + 2 <= blocks; b += 2) {
+    acc0 = _mm256_add_ps(acc0, block(b));
+    acc1 = _mm256_add_ps(acc1, block(b + 1));
+  }
+  if (b < blocks) acc0 = _mm256_add_ps(acc0, block(b));
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// Q4_0 weights: the nibbles (0..15) multiply x as unsigned bytes; their offset of 8 comes back through ds.
+float x86_dot_q4_0(const BlockQ4_0* w, Q8Vector x, int64_t n) {
+  const int64_t blocks = n / kQuantBlock;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  float offset = 0.0f;
+  auto block = [&](int64_t i) {
+    const float dw = f16_scalar(w[i].d);
+    offset += dw * x.ds[i];
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + i * kQuantBlock));
+    const __m256i dot = dot_u8s8(_mm256_setzero_si256(), unpack_q4(w[i].qs), xq);
+    return _mm256_mul_ps(_mm256_set1_ps(dw * x.d[i]), _mm256_cvtepi32_ps(dot));
+  };
+  int64_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    acc0 = _mm256_add_ps(acc0, block(b));
+    acc1 = _mm256_add_ps(acc1, block(b + 1));
+  }
+  if (b < blocks) acc0 = _mm256_add_ps(acc0, block(b));
+  return hsum(_mm256_add_ps(acc0, acc1)) - 8.0f * offset;
+}
+
+// Same arithmetic as the portable quantize_q8 (amax / 127, x * (1 / d), round half to even), so both give
+// identical bytes.
+void x86_quantize_q8(const float* x, int64_t n, int8_t* qs, float* d, float* ds) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) {
+    const float* xb = x + b * kQuantBlock;
+    __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16),
+           v3 = _mm256_loadu_ps(xb + 24);
+    const __m256 amax = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                      _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    const float scale = hmax(amax) / 127.0f;
+    const __m256 inverse = _mm256_set1_ps(scale != 0.0f ? 1.0f / scale : 0.0f);
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inverse));
+    const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inverse));
+    const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inverse));
+    const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inverse));
+    const int32_t sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    // packs works within 128-bit lanes; the permute restores element order.
+    const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    const __m256i ordered = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + b * kQuantBlock), ordered);
+    d[b] = scale;
+    ds[b] = scale * static_cast<float>(sum);
+  }
+}
+
+void x86_row_to_f32(TensorType type, const void* row, float* y, int64_t n) {
+  if (type == TensorType::kF16 && n % 8 == 0) {
+    const auto* h = static_cast<const uint16_t*>(row);
+    for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(y + i, load_f16(h + i));
+    return;
+  }
+  kPortableKernels.row_to_f32(type, row, y, n);
+}
+
+// Int8 product without a special tile kernel: tokens in groups that stay in L2 while every row of the range
+// meets them, so each weight row is read from memory once per group.
+[[maybe_unused]] void x86_matmul_q8_rows(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y,
+                        int64_t ldy, void* scratch) {
+  const int64_t k = x.k;
+  const int64_t blocks = k / kQuantBlock;
+  const int64_t stride = blocks * static_cast<int64_t>(type == TensorType::kQ8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0));
+  const int64_t group = k >= (1 << 17) ? 1 : (1 << 17) / k;
+  for (int64_t t0 = 0; t0 < n; t0 += group) {
+    const int64_t t1 = t0 + group < n ? t0 + group : n;
+    for (int64_t r = r0; r < r1; ++r) {
+      const void* row = static_cast<const uint8_t*>(w) + r * stride;
+      for (int64_t t = t0; t < t1; ++t) {
+        const Q8Vector xt{x.qs + t * k, x.d + t * blocks, x.ds + t * blocks};
+        y[t * ldy + r] = type == TensorType::kQ8_0 ? x86_dot_q8_0(static_cast<const BlockQ8_0*>(row), xt, k)
+                                                   : x86_dot_q4_0(static_cast<const BlockQ4_0*>(row), xt, k);
+      }
+    }
+  }
+}
+
+[[maybe_unused]] int64_t x86_matmul_q8_rows_scratch(int64_t cols) { return 0; }
+
+// exp(x) for float lanes: Cephes' range reduction and degree-5 polynomial (about 2 ulp). Below -87.3 the
+// result is 0 (exactly, so masked attention scores vanish) instead of a denormal; above 88 it saturates at
+// exp(88) rather than inf.
+inline __m256 exp_ps(__m256 x) {
+  const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.0f));
+  const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(exponent)));
+}
+
+// x * sigmoid(a * x).
+inline __m256 x_sigmoid(__m256 x, __m256 ax) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(x, _mm256_add_ps(one, exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), ax))));
+}
+
+// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7), odd extension for x < 0.
+inline __m256 erf_ps(__m256 x) {
+  const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
+  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a, one));
+  __m256 p = _mm256_set1_ps(1.061405429f);
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+  p = _mm256_mul_ps(p, t);
+  const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
+  return _mm256_or_ps(sign, _mm256_fnmadd_ps(p, e, one));
+}
+
+// y = f(x) over n floats, the last partial vector through masked loads and stores.
+template <typename F>
+inline void map1(const float* x, float* y, int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, f(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    const __m256i m = tail_mask(n - i);
+    _mm256_maskstore_ps(y + i, m, f(_mm256_maskload_ps(x + i, m)));
+  }
+}
+
+template <typename F>
+inline void map2(const float* a, const float* b, float* y, int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, f(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  if (i < n) {
+    const __m256i m = tail_mask(n - i);
+    _mm256_maskstore_ps(y + i, m, f(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m)));
+  }
+}
+
+// Σ f(x[i]) over n floats; masked-off lanes of the tail contribute f(0) masked back to 0.
+template <typename F>
+inline float reduce_sum(const float* x, int64_t n, F f) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_add_ps(acc0, f(_mm256_loadu_ps(x + i)));
+    acc1 = _mm256_add_ps(acc1, f(_mm256_loadu_ps(x + i + 8)));
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_add_ps(acc0, f(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    const __m256i m = tail_mask(n - i);
+    acc1 = _mm256_add_ps(acc1, _mm256_and_ps(_mm256_castsi256_ps(m), f(_mm256_maskload_ps(x + i, m))));
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+void x86_rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
+  const float sum = reduce_sum(x, n, [](__m256 v) { return _mm256_mul_ps(v, v); });
+  const __m128 mean = _mm_set_ss(sum / static_cast<float>(n) + eps);
+  const __m256 inverse = _mm256_set1_ps(1.0f / _mm_cvtss_f32(_mm_sqrt_ss(mean)));
+  map2(x, weight, y, n, [&](__m256 v, __m256 w) { return _mm256_mul_ps(_mm256_mul_ps(v, inverse), w); });
+}
+
+void x86_layer_norm(const float* x, const float* weight, const float* bias, float* y, int64_t n, float eps) {
+  const float mean = reduce_sum(x, n, [](__m256 v) { return v; }) / static_cast<float>(n);
+  const __m256 mean_v = _mm256_set1_ps(mean);
+  const float sum_sq = reduce_sum(x, n, [&](__m256 v) {
+    const __m256 c = _mm256_sub_ps(v, mean_v);
+    return _mm256_mul_ps(c, c);
+  });
+  const __m128 var = _mm_set_ss(sum_sq / static_cast<float>(n) + eps);
+  const __m256 inverse = _mm256_set1_ps(1.0f / _mm_cvtss_f32(_mm_sqrt_ss(var)));
+  map2(x, weight, y, n, [&](__m256 v, __m256 w) { return _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(v, mean_v), inverse), w); });
+  map2(y, bias, y, n, [](__m256 v, __m256 b) { return _mm256_add_ps(v, b); });
+}
+
+void x86_softmax(float* x, int64_t n) {
+  if (n <= 0) return;
+  __m256 maxv = _mm256_set1_ps(x[0]);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) maxv = _mm256_max_ps(maxv, _mm256_loadu_ps(x + i));
+  for (; i < n; ++i) maxv = _mm256_max_ps(maxv, _mm256_set1_ps(x[i]));
+  const __m256 max = _mm256_set1_ps(hmax(maxv));
+  map1(x, x, n, [&](__m256 v) { return exp_ps(_mm256_sub_ps(v, max)); });
+  const __m256 inverse = _mm256_set1_ps(1.0f / reduce_sum(x, n, [](__m256 v) { return v; }));
+  map1(x, x, n, [&](__m256 v) { return _mm256_mul_ps(v, inverse); });
+}
+
+void x86_silu(const float* x, float* y, int64_t n) {
+  map1(x, y, n, [](__m256 v) { return x_sigmoid(v, v); });
+}
+
+void x86_swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  map2(gate, up, y, n, [](__m256 g, __m256 u) { return _mm256_mul_ps(x_sigmoid(g, g), u); });
+}
+
+void x86_gelu(const float* x, float* y, int64_t n) {
+  map1(x, y, n, [](__m256 v) {
+    const __m256 e = erf_ps(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+  });
+}
+
+// 0.5 x (1 + tanh(u)) = x * sigmoid(2u).
+void x86_gelu_tanh(const float* x, float* y, int64_t n) {
+  map1(x, y, n, [](__m256 v) {
+    const __m256 cube = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+    const __m256 u = _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), cube, v);
+    return x_sigmoid(v, _mm256_mul_ps(_mm256_set1_ps(2.0f * 0.79788456080286536f), u));
+  });
+}
+
+void x86_add(const float* a, const float* b, float* y, int64_t n) {
+  map2(a, b, y, n, [](__m256 u, __m256 v) { return _mm256_add_ps(u, v); });
+}
+
+void x86_mul(const float* a, const float* b, float* y, int64_t n) {
+  map2(a, b, y, n, [](__m256 u, __m256 v) { return _mm256_mul_ps(u, v); });
+}
+
+void x86_scale(const float* x, float s, float* y, int64_t n) {
+  const __m256 sv = _mm256_set1_ps(s);
+  map1(x, y, n, [&](__m256 v) { return _mm256_mul_ps(v, sv); });
+}
+
+}  // namespace
+}  // namespace rag::nn

@@ -1,0 +1,305 @@
+// Dispatch, argument checks and threading for the kernels of kernels.h; the arithmetic lives in
+// kernels-portable.cpp, kernels-avx2.cpp and kernels-avx512.cpp behind one KernelTable each.
+//
+// Threading: OpenMP regions split rows into one contiguous range per thread (a multiple of kRowAlign rows),
+// so each thread streams its own part of the weights once. OpenBLAS (the pthread build on Debian) keeps its
+// own thread pool; it is only called from outside OpenMP regions, so the two pools take turns instead of
+// oversubscribing the cores.
+//
+// Scratch: quantized activations and dequantized weight tiles live in thread-local buffers that grow to the
+// largest call and are reused, so a call allocates nothing once warmed up.
+#include "nn/kernels.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "nn/kernels-impl.h"
+
+namespace rag::nn {
+namespace {
+
+// Rows per thread range are a multiple of this, the widest row tile of any matmul_q8 kernel.
+constexpr int64_t kRowAlign = 16;
+// Below this many multiply-adds a product runs on the calling thread: waking the team costs more.
+constexpr int64_t kParallelMinWork = 1 << 15;
+// Bytes of F32 weights dequantized per sgemm call in matmul_dequantized: sgemm needs big calls to reach
+// its speed (tiles of 256 rows ran at a fifth of one whole-matrix call), yet the output head must not
+// become a 545 MB copy.
+constexpr int64_t kDequantTileBytes = int64_t{32} << 20;
+
+SimdLevel detect_level() {
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return avx512 ? SimdLevel::kAvx512 : avx2 ? SimdLevel::kAvx2 : SimdLevel::kPortable;
+}
+
+SimdLevel initial_level() {
+  const SimdLevel supported = simd_level_supported();
+  SimdLevel level = supported;
+  if (const char* cap = std::getenv("RAG_SIMD")) {
+    const std::string_view name(cap);
+    if (name == "portable") {
+      level = SimdLevel::kPortable;
+    } else if (name == "avx2") {
+      level = std::min(supported, SimdLevel::kAvx2);
+    } else if (name == "avx512") {
+      level = std::min(supported, SimdLevel::kAvx512);
+    } else {
+      spdlog::warn("kernels: RAG_SIMD={} is not one of portable, avx2, avx512; ignored", name);
+    }
+  }
+  spdlog::info("kernels: using {} (CPU supports {})", simd_level_name(level), simd_level_name(supported));
+  return level;
+}
+
+std::atomic<SimdLevel>& current_level() {
+  static std::atomic<SimdLevel> level{initial_level()};
+  return level;
+}
+
+const KernelTable& table_for(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kAvx512: return kAvx512Kernels;
+    case SimdLevel::kAvx2: return kAvx2Kernels;
+    case SimdLevel::kPortable: break;
+  }
+  return kPortableKernels;
+}
+
+const KernelTable& kernels() { return table_for(current_level().load(std::memory_order_relaxed)); }
+
+// A growable 64-byte aligned buffer.
+class Scratch {
+ public:
+  void* get(size_t bytes) {
+    if (bytes > capacity_) {
+      storage_.reset(new uint8_t[bytes + 64]);
+      capacity_ = bytes;
+    }
+    const auto address = reinterpret_cast<uintptr_t>(storage_.get());
+    return reinterpret_cast<void*>((address + 63) & ~uintptr_t{63});
+  }
+
+ private:
+  std::unique_ptr<uint8_t[]> storage_;
+  size_t capacity_ = 0;
+};
+
+// Activations of one call in int8 form (kernels-impl.h), n vectors of k values, in one thread-local buffer.
+struct QuantizedActivations {
+  int8_t* qs;
+  float* d;
+  float* ds;
+};
+
+QuantizedActivations activation_scratch(int64_t n, int64_t k) {
+  thread_local Scratch scratch;
+  const auto values = static_cast<size_t>(n * k);
+  const auto blocks = static_cast<size_t>(n * (k / kQuantBlock));
+  const size_t qs_bytes = (values + 63) & ~size_t{63};
+  auto* base = static_cast<uint8_t*>(scratch.get(qs_bytes + 2 * blocks * sizeof(float)));
+  auto* d = reinterpret_cast<float*>(base + qs_bytes);
+  return {reinterpret_cast<int8_t*>(base), d, d + blocks};
+}
+
+bool quantized(TensorType type) { return type == TensorType::kQ8_0 || type == TensorType::kQ4_0; }
+
+void check_weights(const Weights& w, const char* what) {
+  if (!tensor_type_known(static_cast<uint32_t>(w.type))) {
+    fail(Errc::kUnsupported, "{}: unknown weight type {}", what, static_cast<uint32_t>(w.type));
+  }
+  if (w.rows < 0 || w.cols < 0) fail(Errc::kInvalidArgument, "{}: negative shape {}×{}", what, w.rows, w.cols);
+  if (w.cols % static_cast<int64_t>(block_size(w.type)) != 0) {
+    fail(Errc::kInvalidArgument, "{}: {} rows of {} values are not whole blocks of {}", what,
+         tensor_type_name(w.type), w.cols, block_size(w.type));
+  }
+  if (w.data == nullptr && w.rows * w.cols != 0) fail(Errc::kInvalidArgument, "{}: no weight data", what);
+}
+
+// Calls f(r0, r1) on contiguous row ranges, one per OpenMP thread, or once on this thread for small work or
+// when already inside a parallel region. f must not throw.
+template <typename F>
+void parallel_rows(int64_t rows, int64_t work, F&& f) {
+  if (work < kParallelMinWork || omp_in_parallel() || omp_get_max_threads() == 1) {
+    f(0, rows);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads();
+    const int64_t thread = omp_get_thread_num();
+    const int64_t per_thread = (rows + threads - 1) / threads;
+    const int64_t chunk = (per_thread + kRowAlign - 1) / kRowAlign * kRowAlign;
+    const int64_t r0 = std::min(rows, thread * chunk);
+    const int64_t r1 = std::min(rows, r0 + chunk);
+    if (r0 < r1) f(r0, r1);
+  }
+}
+
+void quantize_rows(const KernelTable& k, const float* x, int64_t n, int64_t cols, QuantizedActivations q) {
+  const int64_t blocks = cols / kQuantBlock;
+  parallel_rows(n, n * cols, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      k.quantize_q8(x + t * cols, cols, q.qs + t * cols, q.d + t * blocks, q.ds + t * blocks);
+    }
+  });
+}
+
+// y[r] = W[r] · x for r in [r0, r1); xq holds x in int8 form for quantized types.
+void dot_rows(const KernelTable& k, const Weights& w, const float* x, Q8Vector xq, float* y, int64_t r0,
+              int64_t r1) {
+  const size_t stride = row_bytes(w.type, w.cols);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t n = w.cols;
+  switch (w.type) {
+    case TensorType::kF32:
+      for (int64_t r = r0; r < r1; ++r) y[r] = k.dot_f32(reinterpret_cast<const float*>(base + r * stride), x, n);
+      break;
+    case TensorType::kF16:
+      for (int64_t r = r0; r < r1; ++r) y[r] = k.dot_f16(reinterpret_cast<const uint16_t*>(base + r * stride), x, n);
+      break;
+    case TensorType::kBF16:
+      for (int64_t r = r0; r < r1; ++r) y[r] = k.dot_bf16(reinterpret_cast<const uint16_t*>(base + r * stride), x, n);
+      break;
+    case TensorType::kQ8_0:
+      for (int64_t r = r0; r < r1; ++r) y[r] = k.dot_q8_0(reinterpret_cast<const BlockQ8_0*>(base + r * stride), xq, n);
+      break;
+    case TensorType::kQ4_0:
+      for (int64_t r = r0; r < r1; ++r) y[r] = k.dot_q4_0(reinterpret_cast<const BlockQ4_0*>(base + r * stride), xq, n);
+      break;
+  }
+}
+
+void matmul_int8(const KernelTable& k, const Weights& w, const float* x, int64_t n, float* y) {
+  const QuantizedActivations q = activation_scratch(n, w.cols);
+  quantize_rows(k, x, n, w.cols, q);
+  const Q8Matrix xq{q.qs, q.d, q.ds, w.cols};
+  const auto scratch_bytes = static_cast<size_t>(k.matmul_q8_scratch_bytes(w.cols));
+  parallel_rows(w.rows, w.rows * w.cols * n, [&](int64_t r0, int64_t r1) {
+    thread_local Scratch scratch;
+    k.matmul_q8(w.type, w.data, r0, r1, xq, n, y, w.rows, scratch.get(scratch_bytes));
+  });
+}
+
+}  // namespace
+
+SimdLevel simd_level_supported() {
+  static const SimdLevel level = detect_level();
+  return level;
+}
+
+SimdLevel simd_level() { return current_level().load(std::memory_order_relaxed); }
+
+std::string_view simd_level_name(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kAvx512: return "avx512";
+    case SimdLevel::kAvx2: return "avx2";
+    case SimdLevel::kPortable: break;
+  }
+  return "portable";
+}
+
+void set_simd_level(SimdLevel level) {
+  if (level > simd_level_supported()) {
+    fail(Errc::kUnsupported, "kernels: this CPU does not support {} (best: {})", simd_level_name(level),
+         simd_level_name(simd_level_supported()));
+  }
+  current_level().store(level, std::memory_order_relaxed);
+}
+
+void matvec(const Weights& w, const float* x, float* y) {
+  check_weights(w, "matvec");
+  const KernelTable& k = kernels();
+  Q8Vector xq{};
+  if (quantized(w.type)) {
+    const QuantizedActivations q = activation_scratch(1, w.cols);
+    k.quantize_q8(x, w.cols, q.qs, q.d, q.ds);
+    xq = {q.qs, q.d, q.ds};
+  }
+  parallel_rows(w.rows, w.rows * w.cols, [&](int64_t r0, int64_t r1) { dot_rows(k, w, x, xq, y, r0, r1); });
+}
+
+void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y) {
+  check_weights(w, "matmul");
+  RAG_ASSERT(!omp_in_parallel());
+  if (n <= 0 || w.rows == 0) return;
+  if (w.cols == 0) {
+    std::fill(y, y + n * w.rows, 0.0f);
+    return;
+  }
+  const KernelTable& k = kernels();
+  const int64_t tile_rows = std::min(w.rows, std::max(kRowAlign, kDequantTileBytes / (w.cols * 4)));
+  thread_local Scratch scratch;
+  auto* tile = static_cast<float*>(scratch.get(static_cast<size_t>(tile_rows * w.cols) * sizeof(float)));
+  const size_t stride = row_bytes(w.type, w.cols);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t r0 = 0; r0 < w.rows; r0 += tile_rows) {
+    const int64_t rows = std::min(tile_rows, w.rows - r0);
+    parallel_rows(rows, rows * w.cols, [&](int64_t a, int64_t b) {
+      for (int64_t r = a; r < b; ++r) k.row_to_f32(w.type, base + (r0 + r) * stride, tile + r * w.cols, w.cols);
+    });
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(rows),
+                static_cast<int>(w.cols), 1.0f, x, static_cast<int>(w.cols), tile, static_cast<int>(w.cols),
+                0.0f, y + r0, static_cast<int>(w.rows));
+  }
+}
+
+void matmul(const Weights& w, const float* x, int64_t n, float* y) {
+  check_weights(w, "matmul");
+  RAG_ASSERT(!omp_in_parallel());
+  if (n <= 0 || w.rows == 0) return;
+  switch (w.type) {
+    case TensorType::kF32:
+      if (w.cols == 0) {
+        std::fill(y, y + n * w.rows, 0.0f);
+        return;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(w.rows),
+                  static_cast<int>(w.cols), 1.0f, x, static_cast<int>(w.cols), static_cast<const float*>(w.data),
+                  static_cast<int>(w.cols), 0.0f, y, static_cast<int>(w.rows));
+      return;
+    case TensorType::kF16:
+    case TensorType::kBF16:
+      matmul_dequantized(w, x, n, y);
+      return;
+    case TensorType::kQ8_0:
+    case TensorType::kQ4_0:
+      matmul_int8(kernels(), w, x, n, y);
+      return;
+  }
+}
+
+float dot_row(TensorType type, const void* row, const float* x, int64_t n) {
+  float y = 0.0f;
+  matvec(Weights{type, row, 1, n}, x, &y);
+  return y;
+}
+
+void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
+  kernels().rms_norm(x, weight, y, n, eps);
+}
+void layer_norm(const float* x, const float* weight, const float* bias, float* y, int64_t n, float eps) {
+  kernels().layer_norm(x, weight, bias, y, n, eps);
+}
+void softmax(float* x, int64_t n) { kernels().softmax(x, n); }
+void silu(const float* x, float* y, int64_t n) { kernels().silu(x, y, n); }
+void swiglu(const float* gate, const float* up, float* y, int64_t n) { kernels().swiglu(gate, up, y, n); }
+void gelu(const float* x, float* y, int64_t n) { kernels().gelu(x, y, n); }
+void gelu_tanh(const float* x, float* y, int64_t n) { kernels().gelu_tanh(x, y, n); }
+void add(const float* a, const float* b, float* y, int64_t n) { kernels().add(a, b, y, n); }
+void mul(const float* a, const float* b, float* y, int64_t n) { kernels().mul(a, b, y, n); }
+void scale(const float* x, float s, float* y, int64_t n) { kernels().scale(x, s, y, n); }
+
+}  // namespace rag::nn

@@ -1,0 +1,80 @@
+// Compute kernels for the encoder and the decoder: matrix-vector and matrix-matrix products over weights
+// in their file layout (read in place, never dequantized copies of a model), and the element-wise helpers
+// the models need. Each kernel exists in a portable version and in AVX2 and AVX-512 versions chosen once at
+// run time from CPUID; RAG_SIMD=portable|avx2|avx512 caps the level.
+//
+// Layouts, fixed once for the whole library:
+//   weights      ggml row-major: a matrix of `rows` rows of `cols` elements, row r starting at
+//                data + r * row_bytes(type, cols) bytes (tensor.h gives each type's block layout).
+//                A GGUF tensor with ne = {cols, rows} is such a matrix.
+//   activations  row-major float: n vectors of k values, x[t * k + i].
+//   products     matvec: y[r] = W[r] · x;  matmul: Y[t * rows + r] = W[r] · X[t]  (Y = X · Wᵀ, n × rows).
+//
+// Quantized weights (Q8_0, Q4_0) are multiplied as ggml does: the activations are quantized once per call to
+// int8 blocks of 32 with one scale per block, and each weight block meets each activation block in an
+// int8 × int8 dot product scaled by both block scales. F32, F16 and BF16 weights meet float activations.
+//
+// Threads: matvec and matmul use OpenMP across rows (static, contiguous ranges: each thread streams its own
+// part of the weights). F32 matmul calls OpenBLAS with its own threads, never from inside an OpenMP region;
+// call matmul from outside parallel regions. No kernel throws inside a parallel region: arguments are
+// checked before it starts.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "nn/tensor.h"
+
+namespace rag::nn {
+
+// A weight matrix in place (not owned). For Q8_0 and Q4_0 `cols` is a multiple of 32.
+struct Weights {
+  TensorType type = TensorType::kF32;
+  const void* data = nullptr;  // rows * row_bytes(type, cols) bytes
+  int64_t rows = 0;            // output features
+  int64_t cols = 0;            // input features (the length of the dot products)
+};
+
+// y[r] = W[r] · x for r in [0, rows): x has w.cols floats, y has w.rows. Throws Error(kInvalidArgument)
+// when cols does not fit the type's blocks.
+void matvec(const Weights& w, const float* x, float* y);
+
+// Y = X · Wᵀ for n activation rows: X is n × w.cols, Y is n × w.rows (both row-major). Equals n calls of
+// matvec within rounding; faster for n > 1 (prefill, encoders) because each weight block is loaded once
+// per tile of tokens.
+void matmul(const Weights& w, const float* x, int64_t n, float* y);
+// The same product by converting tiles of W to F32 and calling sgemm: what matmul does for F16 and BF16.
+// Public so that benchmarks can hold it against the int8 path matmul takes for Q8_0 and Q4_0.
+void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y);
+
+// Dot product of one weight row (`n` elements of `type`, in its block layout) with n floats. Quantized
+// types quantize x to int8 blocks first, exactly as matvec does. For loops over few rows; use matvec for
+// whole matrices.
+float dot_row(TensorType type, const void* row, const float* x, int64_t n);
+
+// Element-wise helpers on float vectors of n values. Outputs may alias inputs.
+//   rms_norm:   y = x / sqrt(mean(x²) + eps) * weight                      (Llama, Qwen2)
+//   layer_norm: y = (x - mean) / sqrt(var + eps) * weight + bias          (BERT; var is the biased one)
+void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
+void layer_norm(const float* x, const float* weight, const float* bias, float* y, int64_t n, float eps);
+void softmax(float* x, int64_t n);                           // in place, stable (subtracts the maximum)
+void silu(const float* x, float* y, int64_t n);              // x * sigmoid(x)
+void swiglu(const float* gate, const float* up, float* y, int64_t n);   // silu(gate) * up (Llama MLP)
+void gelu(const float* x, float* y, int64_t n);              // x/2 * (1 + erf(x/√2)), as BERT
+void gelu_tanh(const float* x, float* y, int64_t n);         // x/2 * (1 + tanh(√(2/π)(x + 0.044715x³)))
+void add(const float* a, const float* b, float* y, int64_t n);
+void mul(const float* a, const float* b, float* y, int64_t n);
+void scale(const float* x, float s, float* y, int64_t n);
+
+// The instruction set the kernels use. Chosen once, on first use: the best the CPU supports, capped by
+// RAG_SIMD, logged once.
+enum class SimdLevel { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+
+SimdLevel simd_level();             // the level in use
+SimdLevel simd_level_supported();   // the best this CPU (and build) supports, ignoring RAG_SIMD
+std::string_view simd_level_name(SimdLevel level);   // "portable", "avx2", "avx512"
+// Switches the level for the whole process, for tests and benchmarks comparing levels; call it while no
+// kernel runs. Throws Error(kUnsupported) when the CPU lacks `level`.
+void set_simd_level(SimdLevel level);
+
+}  // namespace rag::nn
