@@ -91,7 +91,10 @@ std::string decode_html_bytes(std::string_view bytes, std::string_view name) {
   for (std::string_view single : {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252",
                                   "us-ascii", "ascii", "iso-8859-15", "x-cp1252"})
     if (charset == single) return cp1252_to_utf8(bytes);
-  spdlog::warn("{}: unsupported charset \"{}\", reading it as windows-1252", name, charset);
+  // The name comes from the document: log a bounded, printable form of it.
+  std::string shown;
+  for (char c : charset.substr(0, 40)) shown += (c > ' ' && c < 0x7F) ? c : '?';
+  spdlog::warn("{}: unsupported charset \"{}\", reading it as windows-1252", name, shown);
   return cp1252_to_utf8(bytes);
 }
 
