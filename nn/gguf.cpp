@@ -12,8 +12,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <limits>
-#include <set>
 
 #include "common/error.h"
 
@@ -28,6 +28,7 @@ constexpr uint64_t kMaxStringBytes = 1ull << 26;    // longest metadata string (
 constexpr size_t kMaxTensorName = 63;               // ggml's GGML_MAX_NAME - 1
 constexpr int kMaxDims = 4;
 constexpr int kMaxArrayDepth = 8;                   // arrays of arrays: recursion over untrusted structure
+constexpr size_t kMaxPadding = 4096;                // zeros written per call when padding tensor data
 // Smallest encodings, used to bound counts by the bytes left before allocating for them.
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;         // empty key, type, a 1-byte value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // empty name, n_dims, one ne, type, offset
@@ -398,6 +399,282 @@ const GgufTensor& GgufFile::require_tensor(const std::string& name, const std::v
   if (!ne.empty() && t->ne != ne)
     fail(Errc::kCorrupt, "{}: tensor '{}' has shape {}, expected {}", path_, name, shape_text(t->ne), shape_text(ne));
   return *t;
+}
+
+
+namespace {
+
+// Checks that `v` is encodable as its declared type: the right variant alternative, in range, arrays
+// homogeneous. Throws Error(kInvalidArgument) naming `what`.
+void check_value(const GgufValue& v, const std::string& what, int depth) {
+  auto bad = [&](const char* problem) {
+    fail(Errc::kInvalidArgument, "GGUF writer: {} ({}): {}", what, value_type_name(v.type), problem);
+  };
+  auto check_unsigned = [&](uint64_t max) {
+    const auto* u = std::get_if<uint64_t>(&v.value);
+    if (!u) bad("holds a value of another type");
+    if (*u > max) bad("value out of range");
+  };
+  auto check_signed = [&](int64_t min, int64_t max) {
+    const auto* i = std::get_if<int64_t>(&v.value);
+    if (!i) bad("holds a value of another type");
+    if (*i < min || *i > max) bad("value out of range");
+  };
+  switch (v.type) {
+    case GgufValueType::kUint8: check_unsigned(UINT8_MAX); return;
+    case GgufValueType::kUint16: check_unsigned(UINT16_MAX); return;
+    case GgufValueType::kUint32: check_unsigned(UINT32_MAX); return;
+    case GgufValueType::kUint64: check_unsigned(UINT64_MAX); return;
+    case GgufValueType::kInt8: check_signed(INT8_MIN, INT8_MAX); return;
+    case GgufValueType::kInt16: check_signed(INT16_MIN, INT16_MAX); return;
+    case GgufValueType::kInt32: check_signed(INT32_MIN, INT32_MAX); return;
+    case GgufValueType::kInt64: check_signed(INT64_MIN, INT64_MAX); return;
+    case GgufValueType::kFloat32:
+    case GgufValueType::kFloat64:
+      if (!std::holds_alternative<double>(v.value)) bad("holds a value of another type");
+      return;
+    case GgufValueType::kBool:
+      if (!std::holds_alternative<bool>(v.value)) bad("holds a value of another type");
+      return;
+    case GgufValueType::kString: {
+      const auto* s = std::get_if<std::string>(&v.value);
+      if (!s) bad("holds a value of another type");
+      if (s->size() > kMaxStringBytes) bad("string longer than readers accept");
+      return;
+    }
+    case GgufValueType::kArray: {
+      const auto* a = std::get_if<std::shared_ptr<GgufArray>>(&v.value);
+      if (!a || !*a) bad("holds no array");
+      if (depth + 1 >= kMaxArrayDepth) bad("arrays nested too deeply for readers");
+      for (const auto& element : (*a)->values) {
+        if (element.type != (*a)->type) bad("array element of another type than the array's");
+        check_value(element, what, depth + 1);
+      }
+      return;
+    }
+  }
+  bad("unknown value type");
+}
+
+class ByteSink {
+ public:
+  std::vector<uint8_t> bytes;
+
+  template <typename T>
+  void put(T v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    bytes.insert(bytes.end(), p, p + sizeof v);
+  }
+  void put_string(const std::string& s) {
+    put<uint64_t>(s.size());
+    bytes.insert(bytes.end(), s.begin(), s.end());
+  }
+  void put_value(const GgufValue& v) {
+    switch (v.type) {
+      case GgufValueType::kUint8: put(static_cast<uint8_t>(std::get<uint64_t>(v.value))); return;
+      case GgufValueType::kUint16: put(static_cast<uint16_t>(std::get<uint64_t>(v.value))); return;
+      case GgufValueType::kUint32: put(static_cast<uint32_t>(std::get<uint64_t>(v.value))); return;
+      case GgufValueType::kUint64: put(std::get<uint64_t>(v.value)); return;
+      case GgufValueType::kInt8: put(static_cast<int8_t>(std::get<int64_t>(v.value))); return;
+      case GgufValueType::kInt16: put(static_cast<int16_t>(std::get<int64_t>(v.value))); return;
+      case GgufValueType::kInt32: put(static_cast<int32_t>(std::get<int64_t>(v.value))); return;
+      case GgufValueType::kInt64: put(std::get<int64_t>(v.value)); return;
+      case GgufValueType::kFloat32: put(static_cast<float>(std::get<double>(v.value))); return;
+      case GgufValueType::kFloat64: put(std::get<double>(v.value)); return;
+      case GgufValueType::kBool: put(static_cast<uint8_t>(std::get<bool>(v.value) ? 1 : 0)); return;
+      case GgufValueType::kString: put_string(std::get<std::string>(v.value)); return;
+      case GgufValueType::kArray: {
+        const GgufArray& a = *std::get<std::shared_ptr<GgufArray>>(v.value);
+        put(static_cast<uint32_t>(a.type));
+        put<uint64_t>(a.values.size());
+        for (const auto& element : a.values) put_value(element);
+        return;
+      }
+    }
+    RAG_ASSERT(!"value checked in GgufWriter::set");
+  }
+  void pad_to(size_t alignment) { bytes.resize((bytes.size() + alignment - 1) / alignment * alignment, 0); }
+};
+
+uint64_t align_up(uint64_t n, uint64_t alignment) { return (n + alignment - 1) / alignment * alignment; }
+
+void write_all(int fd, const void* data, size_t n, const std::string& path) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    const ssize_t written = ::write(fd, p, n);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      fail(Errc::kIo, "{}: write failed: {}", path, std::strerror(errno));
+    }
+    p += written;
+    n -= static_cast<size_t>(written);
+  }
+}
+
+GgufValue make_array(GgufValueType type, std::vector<GgufValue> values) {
+  auto array = std::make_shared<GgufArray>();
+  array->type = type;
+  array->values = std::move(values);
+  return GgufValue{GgufValueType::kArray, std::move(array)};
+}
+
+}  // namespace
+
+void GgufWriter::set(const std::string& key, GgufValue value) {
+  if (key.size() > kMaxStringBytes) fail(Errc::kInvalidArgument, "GGUF writer: metadata key too long");
+  check_value(value, "metadata '" + key + "'", 0);
+  if (key == "general.alignment" &&
+      (value.type != GgufValueType::kUint32 || !is_power_of_two(std::get<uint64_t>(value.value))))
+    fail(Errc::kInvalidArgument, "GGUF writer: general.alignment must be a uint32 power of two");
+  for (auto& [k, v] : metadata_) {
+    if (k == key) {
+      v = std::move(value);
+      return;
+    }
+  }
+  metadata_.emplace_back(key, std::move(value));
+}
+
+void GgufWriter::set_uint32(const std::string& key, uint32_t v) { set(key, {GgufValueType::kUint32, uint64_t{v}}); }
+void GgufWriter::set_int32(const std::string& key, int32_t v) { set(key, {GgufValueType::kInt32, int64_t{v}}); }
+void GgufWriter::set_uint64(const std::string& key, uint64_t v) { set(key, {GgufValueType::kUint64, v}); }
+void GgufWriter::set_float32(const std::string& key, float v) { set(key, {GgufValueType::kFloat32, double{v}}); }
+void GgufWriter::set_bool(const std::string& key, bool v) { set(key, {GgufValueType::kBool, v}); }
+void GgufWriter::set_string(const std::string& key, const std::string& v) { set(key, {GgufValueType::kString, v}); }
+
+void GgufWriter::set_string_array(const std::string& key, const std::vector<std::string>& v) {
+  std::vector<GgufValue> values;
+  values.reserve(v.size());
+  for (const auto& s : v) values.push_back({GgufValueType::kString, s});
+  set(key, make_array(GgufValueType::kString, std::move(values)));
+}
+
+void GgufWriter::set_float32_array(const std::string& key, const std::vector<float>& v) {
+  std::vector<GgufValue> values;
+  values.reserve(v.size());
+  for (float f : v) values.push_back({GgufValueType::kFloat32, double{f}});
+  set(key, make_array(GgufValueType::kFloat32, std::move(values)));
+}
+
+void GgufWriter::set_int32_array(const std::string& key, const std::vector<int32_t>& v) {
+  std::vector<GgufValue> values;
+  values.reserve(v.size());
+  for (int32_t i : v) values.push_back({GgufValueType::kInt32, int64_t{i}});
+  set(key, make_array(GgufValueType::kInt32, std::move(values)));
+}
+
+// Checks name and shape as the reader will, and returns the tensor's size in bytes.
+static size_t checked_tensor_bytes(const std::string& name, TensorType type, const std::vector<int64_t>& ne,
+                                   const std::vector<std::string>& existing) {
+  if (name.size() > kMaxTensorName)
+    fail(Errc::kInvalidArgument, "GGUF writer: tensor name '{}' is longer than {} bytes", name, kMaxTensorName);
+  for (const auto& e : existing)
+    if (e == name) fail(Errc::kInvalidArgument, "GGUF writer: duplicate tensor '{}'", name);
+  if (!tensor_type_known(static_cast<uint32_t>(type)))
+    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': unknown type {}", name, static_cast<uint32_t>(type));
+  if (ne.empty() || ne.size() > static_cast<size_t>(kMaxDims))
+    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': {} dimensions; it must be 1 to {}", name, ne.size(),
+         kMaxDims);
+  int64_t elements = 1;
+  for (int64_t d : ne)
+    if (d < 0 || __builtin_mul_overflow(elements, d, &elements))
+      fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': bad shape {}", name, shape_text(ne));
+  if (static_cast<uint64_t>(ne[0]) % block_size(type) != 0)
+    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': ne[0] = {} is not a multiple of {}'s block size {}", name,
+         ne[0], tensor_type_name(type), block_size(type));
+  size_t nbytes = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(elements) / block_size(type), type_size(type), &nbytes))
+    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': shape {} is too large", name, shape_text(ne));
+  return nbytes;
+}
+
+void GgufWriter::add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& ne,
+                            const void* data) {
+  std::vector<std::string> names;
+  for (const auto& t : tensors_) names.push_back(t.name);
+  const size_t nbytes = checked_tensor_bytes(name, type, ne, names);
+  const auto* p = static_cast<const uint8_t*>(data);
+  tensors_.push_back({name, type, ne, std::vector<uint8_t>(p, p + nbytes)});
+}
+
+void GgufWriter::add_tensor_f32(const std::string& name, TensorType type, const std::vector<int64_t>& ne,
+                                const float* data) {
+  std::vector<std::string> names;
+  for (const auto& t : tensors_) names.push_back(t.name);
+  const size_t nbytes = checked_tensor_bytes(name, type, ne, names);
+  std::vector<uint8_t> bytes(nbytes);
+  const int64_t row = ne[0];
+  const size_t row_size = row_bytes(type, row);
+  const int64_t rows = row == 0 ? 0 : static_cast<int64_t>(nbytes / std::max<size_t>(row_size, 1));
+  for (int64_t r = 0; r < rows; ++r) quantize_row(type, data + r * row, bytes.data() + r * row_size, row);
+  tensors_.push_back({name, type, ne, std::move(bytes)});
+}
+
+void GgufWriter::write(const std::string& path) const {
+  size_t alignment = kDefaultAlignment;
+  for (const auto& [key, value] : metadata_)
+    if (key == "general.alignment") alignment = std::get<uint64_t>(value.value);
+
+  ByteSink head;
+  for (char c : kMagic) head.put(c);
+  head.put<uint32_t>(kVersion);
+  head.put<uint64_t>(tensors_.size());
+  head.put<uint64_t>(metadata_.size());
+  for (const auto& [key, value] : metadata_) {
+    head.put_string(key);
+    head.put(static_cast<uint32_t>(value.type));
+    head.put_value(value);
+  }
+  uint64_t offset = 0;
+  for (const auto& t : tensors_) {
+    head.put_string(t.name);
+    head.put<uint32_t>(static_cast<uint32_t>(t.ne.size()));
+    for (int64_t d : t.ne) head.put<uint64_t>(static_cast<uint64_t>(d));
+    head.put(static_cast<uint32_t>(t.type));
+    head.put<uint64_t>(offset);
+    offset = align_up(offset + t.bytes.size(), alignment);
+  }
+  head.pad_to(alignment);
+
+  // Write beside the target and rename, so a reader sees the old file or the whole new one.
+  const std::filesystem::path target(path);
+  const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
+  std::string temp = (std::filesystem::path(dir) / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
+  const int fd = mkstemp(temp.data());
+  if (fd < 0) fail(Errc::kIo, "{}: cannot create a temporary file in {}: {}", path, dir, std::strerror(errno));
+  try {
+    write_all(fd, head.bytes.data(), head.bytes.size(), temp);
+    static const std::vector<uint8_t> zeros(kMaxPadding, 0);
+    for (const auto& t : tensors_) {
+      write_all(fd, t.bytes.data(), t.bytes.size(), temp);
+      const size_t pad = align_up(t.bytes.size(), alignment) - t.bytes.size();
+      for (size_t left = pad; left > 0;) {
+        const size_t n = std::min(left, zeros.size());
+        write_all(fd, zeros.data(), n, temp);
+        left -= n;
+      }
+    }
+    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) fail(Errc::kIo, "{}: fsync failed: {}", temp, std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(temp.c_str());
+    throw;
+  }
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    fail(Errc::kIo, "{}: close failed: {}", temp, std::strerror(err));
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    fail(Errc::kIo, "{}: cannot rename {} into place: {}", path, temp, std::strerror(err));
+  }
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    fsync(dir_fd);
+    ::close(dir_fd);
+  }
 }
 
 }  // namespace rag::nn
