@@ -1,0 +1,453 @@
+// The catalog: SQLite, the truth from which every index is derived.
+//
+// Schema (user_version = Catalog::kSchemaVersion after kMigrations[0..n) ran, each in its own transaction):
+//   documents(id, root, path UNIQUE, type, title, size, mtime_ns, content_hash, status 'ok'|'error', error,
+//             page_count, chunk_count, ingested_at)
+//   chunks(id, doc_id → documents ON DELETE CASCADE, ordinal, text, heading_path, page NULL when none,
+//          byte_begin, byte_end)
+//   acl_entries(doc_id → documents ON DELETE CASCADE, principal)
+//   roots(path, added_at)
+//   meta(key, value): 'change_counter' counts committed write transactions that changed anything
+// Ids use AUTOINCREMENT so a deleted chunk's id is never handed out again (chunk id = Xapian docid).
+//
+// A writer opens with WAL, busy_timeout, foreign keys and synchronous=NORMAL (durable at checkpoints, never
+// corrupt), runs PRAGMA quick_check, then migrates. Migrations only ever append to kMigrations.
+#include <sqlite3.h>
+
+#include <chrono>
+#include <unordered_map>
+
+#include "common/error.h"
+#include "index/index.h"
+
+namespace rag::index {
+namespace {
+
+constexpr int kBusyTimeoutMs = 10000;
+
+// Migration i brings user_version from i to i + 1.
+constexpr const char* kMigrations[] = {
+    R"sql(
+CREATE TABLE documents (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  root TEXT NOT NULL,
+  path TEXT NOT NULL UNIQUE,
+  type TEXT NOT NULL,
+  title TEXT NOT NULL DEFAULT '',
+  size INTEGER NOT NULL DEFAULT 0,
+  mtime_ns INTEGER NOT NULL DEFAULT 0,
+  content_hash TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+  error TEXT,
+  page_count INTEGER NOT NULL DEFAULT 0,
+  chunk_count INTEGER NOT NULL DEFAULT 0,
+  ingested_at INTEGER NOT NULL
+);
+CREATE TABLE chunks (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+  ordinal INTEGER NOT NULL,
+  text TEXT NOT NULL,
+  heading_path TEXT NOT NULL DEFAULT '',
+  page INTEGER,
+  byte_begin INTEGER NOT NULL,
+  byte_end INTEGER NOT NULL
+);
+CREATE INDEX chunks_doc ON chunks(doc_id, ordinal);
+CREATE TABLE acl_entries (
+  doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+  principal TEXT NOT NULL,
+  PRIMARY KEY (doc_id, principal)
+);
+CREATE INDEX acl_principal ON acl_entries(principal);
+CREATE TABLE roots (
+  path TEXT PRIMARY KEY,
+  added_at INTEGER NOT NULL
+);
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+INSERT INTO meta(key, value) VALUES ('change_counter', '0');
+)sql",
+};
+static_assert(std::size(kMigrations) == Catalog::kSchemaVersion);
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& path, const char* sql) : db_(db), path_(path) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
+      fail(Errc::kInternal, "{}: cannot prepare statement: {}", path, sqlite3_errmsg(db));
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& bind(int i, int64_t v) { return check(sqlite3_bind_int64(stmt_, i, v)); }
+  Statement& bind(int i, const std::string& v) {
+    return check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+  Statement& bind_null(int i) { return check(sqlite3_bind_null(stmt_, i)); }
+
+  // True while a row is available.
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    fail(rc == SQLITE_BUSY ? Errc::kBusy : Errc::kInternal, "{}: {}", path_, sqlite3_errmsg(db_));
+  }
+  void run() {
+    step();
+    reset();
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
+  }
+
+ private:
+  Statement& check(int rc) {
+    if (rc != SQLITE_OK) fail(Errc::kInternal, "{}: cannot bind: {}", path_, sqlite3_errmsg(db_));
+    return *this;
+  }
+  sqlite3* db_;
+  const std::string& path_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+constexpr const char* kDocumentColumns =
+    "id, root, path, type, title, size, mtime_ns, content_hash, status, coalesce(error, ''), page_count, "
+    "chunk_count, ingested_at";
+
+DocumentRecord read_document(const Statement& s) {
+  DocumentRecord d;
+  d.id = s.int64(0);
+  d.root = s.text(1);
+  d.path = s.text(2);
+  d.type = s.text(3);
+  d.title = s.text(4);
+  d.size = s.int64(5);
+  d.mtime_ns = s.int64(6);
+  d.content_hash = s.text(7);
+  d.status = s.text(8);
+  d.error = s.text(9);
+  d.page_count = static_cast<int>(s.int64(10));
+  d.chunk_count = static_cast<int>(s.int64(11));
+  d.ingested_at = s.int64(12);
+  return d;
+}
+
+constexpr const char* kChunkColumns = "id, doc_id, ordinal, text, heading_path, page, byte_begin, byte_end";
+
+ChunkRecord read_chunk(const Statement& s, int first = 0) {
+  ChunkRecord c;
+  c.id = s.int64(first + 0);
+  c.doc_id = s.int64(first + 1);
+  c.ordinal = static_cast<int>(s.int64(first + 2));
+  c.text = s.text(first + 3);
+  c.heading_path = s.text(first + 4);
+  c.page = s.is_null(first + 5) ? 0 : static_cast<int>(s.int64(first + 5));
+  c.byte_begin = s.int64(first + 6);
+  c.byte_end = s.int64(first + 7);
+  return c;
+}
+
+}  // namespace
+
+struct Catalog::Impl {
+  std::string path;
+  Mode mode = Mode::kRead;
+  sqlite3* db = nullptr;
+  bool in_transaction = false;
+  int64_t changes_at_begin = 0;
+
+  void exec(const char* sql) {
+    char* message = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+      std::string text = message ? message : sqlite3_errmsg(db);
+      sqlite3_free(message);
+      fail(Errc::kInternal, "{}: {}", path, text);
+    }
+  }
+  int64_t scalar(const char* sql) {
+    Statement s(db, path, sql);
+    return s.step() ? s.int64(0) : 0;
+  }
+  std::vector<std::string> acl_of(int64_t doc_id) {
+    Statement s(db, path, "SELECT principal FROM acl_entries WHERE doc_id = ? ORDER BY principal");
+    s.bind(1, doc_id);
+    std::vector<std::string> out;
+    while (s.step()) out.push_back(s.text(0));
+    return out;
+  }
+  std::optional<DocumentRecord> one_document(Statement& s) {
+    if (!s.step()) return std::nullopt;
+    DocumentRecord d = read_document(s);
+    d.acl = acl_of(d.id);
+    return d;
+  }
+  void require_writer() const { RAG_ASSERT(mode == Mode::kWrite && in_transaction); }
+};
+
+Catalog::Catalog(const std::string& path, Mode mode) : impl_(std::make_unique<Impl>()) {
+  impl_->path = path;
+  impl_->mode = mode;
+  int flags = (mode == Mode::kWrite ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) |
+              SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(path.c_str(), &impl_->db, flags, nullptr) != SQLITE_OK) {
+    std::string message = impl_->db ? sqlite3_errmsg(impl_->db) : "out of memory";
+    sqlite3_close(impl_->db);
+    impl_->db = nullptr;
+    fail(mode == Mode::kRead ? Errc::kNotFound : Errc::kIo, "{}: cannot open the catalog: {}", path, message);
+  }
+  sqlite3_busy_timeout(impl_->db, kBusyTimeoutMs);
+  impl_->exec("PRAGMA foreign_keys = ON");
+  if (mode == Mode::kRead) {
+    int version = schema_version();
+    if (version != kSchemaVersion)
+      fail(Errc::kMismatch, "{}: catalog schema version {} but this rag reads version {}; run rag ingest to upgrade",
+           path, version, kSchemaVersion);
+    return;
+  }
+  impl_->exec("PRAGMA journal_mode = WAL");
+  impl_->exec("PRAGMA synchronous = NORMAL");
+  {
+    Statement check(impl_->db, path, "PRAGMA quick_check");
+    std::string verdict = check.step() ? check.text(0) : "no answer";
+    if (verdict != "ok")
+      fail(Errc::kCorrupt, "{}: catalog failed PRAGMA quick_check ({}); restore it from a backup", path, verdict);
+  }
+  int version = schema_version();
+  if (version > kSchemaVersion)
+    fail(Errc::kMismatch, "{}: catalog schema version {} is newer than this rag ({}); use a newer rag", path,
+         version, kSchemaVersion);
+  for (int v = version; v < kSchemaVersion; ++v) {
+    impl_->exec("BEGIN IMMEDIATE");
+    try {
+      impl_->exec(kMigrations[v]);
+      impl_->exec(fmt::format("PRAGMA user_version = {}", v + 1).c_str());
+      impl_->exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(impl_->db, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+}
+
+Catalog::~Catalog() {
+  if (impl_->in_transaction) sqlite3_exec(impl_->db, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(impl_->db);
+}
+
+int Catalog::schema_version() const { return static_cast<int>(impl_->scalar("PRAGMA user_version")); }
+
+std::optional<DocumentRecord> Catalog::document(int64_t doc_id) const {
+  Statement s(impl_->db, impl_->path, fmt::format("SELECT {} FROM documents WHERE id = ?", kDocumentColumns).c_str());
+  s.bind(1, doc_id);
+  return impl_->one_document(s);
+}
+
+std::optional<DocumentRecord> Catalog::document_by_path(const std::string& path) const {
+  Statement s(impl_->db, impl_->path, fmt::format("SELECT {} FROM documents WHERE path = ?", kDocumentColumns).c_str());
+  s.bind(1, path);
+  return impl_->one_document(s);
+}
+
+std::vector<DocumentRecord> Catalog::documents_under(const std::string& root) const {
+  // A range scan on the UNIQUE path index: root itself, then everything in [root + "/", root + "0"), since
+  // '0' is the byte after '/'.
+  Statement s(impl_->db, impl_->path,
+              fmt::format("SELECT {} FROM documents WHERE path = ?1 OR (path >= ?2 AND path < ?3) ORDER BY path",
+                          kDocumentColumns)
+                  .c_str());
+  std::string base = root;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  std::string low = base == "/" ? "/" : base + "/";
+  std::string high = base == "/" ? "0" : base + "0";
+  s.bind(1, base).bind(2, low).bind(3, high);
+  std::vector<DocumentRecord> out;
+  while (s.step()) out.push_back(read_document(s));
+  Statement acl(impl_->db, impl_->path,
+                "SELECT a.doc_id, a.principal FROM acl_entries a JOIN documents d ON d.id = a.doc_id "
+                "WHERE d.path = ?1 OR (d.path >= ?2 AND d.path < ?3) ORDER BY a.doc_id, a.principal");
+  acl.bind(1, base).bind(2, low).bind(3, high);
+  std::unordered_map<int64_t, std::vector<std::string>> by_doc;
+  while (acl.step()) by_doc[acl.int64(0)].push_back(acl.text(1));
+  for (auto& d : out)
+    if (auto it = by_doc.find(d.id); it != by_doc.end()) d.acl = std::move(it->second);
+  return out;
+}
+
+std::optional<ChunkRecord> Catalog::chunk(int64_t chunk_id) const {
+  Statement s(impl_->db, impl_->path, fmt::format("SELECT {} FROM chunks WHERE id = ?", kChunkColumns).c_str());
+  s.bind(1, chunk_id);
+  if (!s.step()) return std::nullopt;
+  return read_chunk(s);
+}
+
+std::vector<ChunkRecord> Catalog::chunks_of(int64_t doc_id) const {
+  Statement s(impl_->db, impl_->path,
+              fmt::format("SELECT {} FROM chunks WHERE doc_id = ? ORDER BY ordinal", kChunkColumns).c_str());
+  s.bind(1, doc_id);
+  std::vector<ChunkRecord> out;
+  while (s.step()) out.push_back(read_chunk(s));
+  return out;
+}
+
+std::vector<int64_t> Catalog::chunk_ids_of(int64_t doc_id) const {
+  Statement s(impl_->db, impl_->path, "SELECT id FROM chunks WHERE doc_id = ? ORDER BY ordinal");
+  s.bind(1, doc_id);
+  std::vector<int64_t> out;
+  while (s.step()) out.push_back(s.int64(0));
+  return out;
+}
+
+int64_t Catalog::document_count() const { return impl_->scalar("SELECT count(*) FROM documents"); }
+int64_t Catalog::chunk_count() const { return impl_->scalar("SELECT count(*) FROM chunks"); }
+
+bool Catalog::has_root(const std::string& root) const {
+  Statement s(impl_->db, impl_->path, "SELECT 1 FROM roots WHERE path = ?");
+  s.bind(1, root);
+  return s.step();
+}
+
+std::vector<std::string> Catalog::roots() const {
+  Statement s(impl_->db, impl_->path, "SELECT path FROM roots ORDER BY path");
+  std::vector<std::string> out;
+  while (s.step()) out.push_back(s.text(0));
+  return out;
+}
+
+int64_t Catalog::change_counter() const {
+  return impl_->scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'change_counter'");
+}
+
+void Catalog::for_each_chunk(const std::function<void(const ChunkRecord&, const DocumentRecord&)>& visit) const {
+  Statement s(impl_->db, impl_->path,
+              "SELECT c.id, c.doc_id, c.ordinal, c.text, c.heading_path, c.page, c.byte_begin, c.byte_end, "
+              "d.id, d.root, d.path, d.type, d.title, d.size, d.mtime_ns, d.content_hash, d.status, "
+              "coalesce(d.error, ''), d.page_count, d.chunk_count, d.ingested_at "
+              "FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.doc_id, c.id");
+  DocumentRecord doc;
+  while (s.step()) {
+    ChunkRecord chunk = read_chunk(s, 0);
+    if (chunk.doc_id != doc.id) {
+      doc.id = s.int64(8);
+      doc.root = s.text(9);
+      doc.path = s.text(10);
+      doc.type = s.text(11);
+      doc.title = s.text(12);
+      doc.size = s.int64(13);
+      doc.mtime_ns = s.int64(14);
+      doc.content_hash = s.text(15);
+      doc.status = s.text(16);
+      doc.error = s.text(17);
+      doc.page_count = static_cast<int>(s.int64(18));
+      doc.chunk_count = static_cast<int>(s.int64(19));
+      doc.ingested_at = s.int64(20);
+      doc.acl = impl_->acl_of(doc.id);
+    }
+    visit(chunk, doc);
+  }
+}
+
+void Catalog::begin() {
+  RAG_ASSERT(impl_->mode == Mode::kWrite && !impl_->in_transaction);
+  impl_->exec("BEGIN IMMEDIATE");
+  impl_->in_transaction = true;
+  impl_->changes_at_begin = sqlite3_total_changes64(impl_->db);
+}
+
+void Catalog::commit() {
+  impl_->require_writer();
+  if (sqlite3_total_changes64(impl_->db) != impl_->changes_at_begin)
+    impl_->exec("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'change_counter'");
+  impl_->exec("COMMIT");
+  impl_->in_transaction = false;
+}
+
+void Catalog::rollback() {
+  if (!impl_->in_transaction) return;
+  impl_->in_transaction = false;
+  impl_->exec("ROLLBACK");
+}
+
+void Catalog::add_root(const std::string& root) {
+  impl_->require_writer();
+  Statement s(impl_->db, impl_->path, "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)");
+  s.bind(1, root).bind(2, now_seconds()).run();
+}
+
+int64_t Catalog::put_document(const DocumentRecord& r) {
+  impl_->require_writer();
+  RAG_ASSERT(r.status == "ok" || r.status == "error");
+  int64_t id = r.id;
+  if (id == 0) {
+    Statement s(impl_->db, impl_->path,
+                "INSERT INTO documents(root, path, type, title, size, mtime_ns, content_hash, status, error, "
+                "page_count, chunk_count, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    s.bind(1, r.root).bind(2, r.path).bind(3, r.type).bind(4, r.title).bind(5, r.size).bind(6, r.mtime_ns);
+    s.bind(7, r.content_hash).bind(8, r.status);
+    if (r.error.empty()) s.bind_null(9); else s.bind(9, r.error);
+    s.bind(10, r.page_count).bind(11, r.chunk_count).bind(12, now_seconds()).run();
+    id = sqlite3_last_insert_rowid(impl_->db);
+  } else {
+    Statement s(impl_->db, impl_->path,
+                "UPDATE documents SET root = ?, path = ?, type = ?, title = ?, size = ?, mtime_ns = ?, "
+                "content_hash = ?, status = ?, error = ?, page_count = ?, chunk_count = ?, ingested_at = ? "
+                "WHERE id = ?");
+    s.bind(1, r.root).bind(2, r.path).bind(3, r.type).bind(4, r.title).bind(5, r.size).bind(6, r.mtime_ns);
+    s.bind(7, r.content_hash).bind(8, r.status);
+    if (r.error.empty()) s.bind_null(9); else s.bind(9, r.error);
+    s.bind(10, r.page_count).bind(11, r.chunk_count).bind(12, now_seconds()).bind(13, id).run();
+    Statement clear(impl_->db, impl_->path, "DELETE FROM acl_entries WHERE doc_id = ?");
+    clear.bind(1, id).run();
+  }
+  Statement acl(impl_->db, impl_->path, "INSERT OR IGNORE INTO acl_entries(doc_id, principal) VALUES (?, ?)");
+  for (const auto& principal : r.acl) acl.bind(1, id).bind(2, principal).run();
+  return id;
+}
+
+std::vector<int64_t> Catalog::replace_chunks(int64_t doc_id, const std::vector<ingest::Chunk>& chunks,
+                                             std::vector<int64_t>& removed) {
+  impl_->require_writer();
+  std::vector<int64_t> old = chunk_ids_of(doc_id);
+  removed.insert(removed.end(), old.begin(), old.end());
+  Statement clear(impl_->db, impl_->path, "DELETE FROM chunks WHERE doc_id = ?");
+  clear.bind(1, doc_id).run();
+  Statement insert(impl_->db, impl_->path,
+                   "INSERT INTO chunks(doc_id, ordinal, text, heading_path, page, byte_begin, byte_end) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)");
+  std::vector<int64_t> ids;
+  ids.reserve(chunks.size());
+  for (const auto& c : chunks) {
+    insert.bind(1, doc_id).bind(2, c.ordinal).bind(3, c.text).bind(4, c.heading_path);
+    if (c.page > 0) insert.bind(5, c.page); else insert.bind_null(5);
+    insert.bind(6, static_cast<int64_t>(c.begin)).bind(7, static_cast<int64_t>(c.end)).run();
+    ids.push_back(sqlite3_last_insert_rowid(impl_->db));
+  }
+  Statement count(impl_->db, impl_->path, "UPDATE documents SET chunk_count = ? WHERE id = ?");
+  count.bind(1, static_cast<int64_t>(chunks.size())).bind(2, doc_id).run();
+  return ids;
+}
+
+void Catalog::remove_document(int64_t doc_id, std::vector<int64_t>& removed) {
+  impl_->require_writer();
+  std::vector<int64_t> old = chunk_ids_of(doc_id);
+  removed.insert(removed.end(), old.begin(), old.end());
+  Statement s(impl_->db, impl_->path, "DELETE FROM documents WHERE id = ?");
+  s.bind(1, doc_id).run();
+}
+
+}  // namespace rag::index

@@ -1,0 +1,412 @@
+// The ingest job: brings a data dir in step with folders of files.
+//
+//   walk roots ─▶ plan (main thread: unchanged by size+mtime+ACL, else a task; gone files are removals)
+//             ─▶ worker pool: hash; same hash → touch; else parse, chunk and build Xapian term lists
+//             ─▶ bounded queue ─▶ main thread = the one writer, in batches of IngestOptions::batch_files:
+//                  1. one SQLite transaction: documents, ACL, chunks (new ids), removals; change_counter + 1
+//                  2. Xapian: delete the replaced chunk ids, add the new ones, commit with that change_counter
+//
+// Crash safety: the catalog commits first. A crash between 1 and 2 leaves Xapian's recorded change counter
+// behind the catalog's; the next writer to open the data dir sees the mismatch and rebuilds the keyword index
+// from the catalog (which holds every chunk's text), so the two agree again before any new change. Readers in
+// that window may get hits for chunks the catalog has dropped; the searcher skips those.
+//
+// Failures: a file that cannot be examined or parsed is recorded as a document with status 'error' and a
+// one-line reason, and the job goes on. For a file that was ingested before and now fails, the previous
+// chunks are kept (still searchable, still under the old ACL) and the row keeps the size, mtime and hash of
+// the content they came from, with status 'error': the next ingest sees a changed file and tries again.
+// Files in status 'error' are always retried.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "index/keyword-index-impl.h"
+
+namespace rag::index {
+namespace {
+
+constexpr size_t kMaxReasonBytes = 500;
+
+using Clock = std::chrono::steady_clock;
+
+std::string one_line(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, kMaxReasonBytes)) out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
+  return out;
+}
+
+std::string normal_root(const std::string& root) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::absolute(root, ec);
+  if (ec) fail(Errc::kIo, "{}: cannot resolve: {}", root, ec.message());
+  std::string out = p.lexically_normal().string();
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+struct Task {
+  ingest::FileEntry entry;
+  std::string root;
+  std::vector<std::string> acl;      // effective ACL (the .ragacl's, else --acl), sorted, unique
+  std::optional<DocumentRecord> known;
+};
+
+enum class Outcome { kParsed, kTouched, kFailed };
+
+struct Result {
+  size_t task = 0;
+  Outcome outcome = Outcome::kFailed;
+  std::string hash;
+  std::string reason;
+  ingest::ParsedDocument doc;           // kParsed: blocks and text dropped after chunking
+  std::vector<ingest::Chunk> chunks;
+  std::vector<Xapian::Document> terms;  // one per chunk, without ids
+};
+
+// Parser results flow to the writer through a bounded queue so parsing never runs far ahead of writing.
+class ResultQueue {
+ public:
+  explicit ResultQueue(size_t capacity) : capacity_(capacity) {}
+
+  // False when the queue was stopped (the writer failed): the worker should quit.
+  bool push(Result&& r) {
+    std::unique_lock lock(mutex_);
+    not_full_.wait(lock, [&] { return items_.size() < capacity_ || stopped_; });
+    if (stopped_) return false;
+    items_.push_back(std::move(r));
+    not_empty_.notify_one();
+    return true;
+  }
+  // Empty when a worker failed outside a document (see abort()).
+  std::optional<Result> pop() {
+    std::unique_lock lock(mutex_);
+    not_empty_.wait(lock, [&] { return !items_.empty() || error_; });
+    if (items_.empty()) return std::nullopt;
+    Result r = std::move(items_.front());
+    items_.pop_front();
+    not_full_.notify_one();
+    return r;
+  }
+  void stop() {
+    std::lock_guard lock(mutex_);
+    stopped_ = true;
+    not_full_.notify_all();
+  }
+  void abort(std::exception_ptr error) {
+    std::lock_guard lock(mutex_);
+    if (!error_) error_ = error;
+    not_empty_.notify_all();
+  }
+  std::exception_ptr error() {
+    std::lock_guard lock(mutex_);
+    return error_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable not_full_, not_empty_;
+  std::deque<Result> items_;
+  size_t capacity_;
+  bool stopped_ = false;
+  std::exception_ptr error_;
+};
+
+Result process(const Task& task, size_t index, const IngestOptions& options, Analyzer& analyzer) {
+  Result r;
+  r.task = index;
+  const auto& entry = task.entry;
+  try {
+    if (!entry.error.empty()) {
+      r.reason = one_line(entry.error);
+      return r;
+    }
+    if (entry.size > options.max_file_bytes) {
+      r.reason = one_line(fmt::format("{}: {} bytes is more than the {} allowed (--max-file-mb)", entry.path,
+                                      entry.size, options.max_file_bytes));
+      return r;
+    }
+    r.hash = hash_file(entry.path).hex();
+    if (task.known && task.known->content_hash == r.hash && task.known->acl == task.acl) {
+      r.outcome = Outcome::kTouched;
+      return r;
+    }
+    ingest::ParseOptions parse_options;
+    parse_options.max_file_bytes = options.max_file_bytes;
+    r.doc = ingest::parse_file(entry.path, parse_options);
+    r.chunks = ingest::chunk_document(r.doc, options.chunking);
+    r.doc.text.clear();
+    r.doc.blocks.clear();
+    r.terms.reserve(r.chunks.size());
+    for (const auto& c : r.chunks) r.terms.push_back(analyzer.terms(r.doc.title, c.heading_path, c.text));
+    r.outcome = Outcome::kParsed;
+  } catch (const Error& e) {
+    r = Result{};
+    r.task = index;
+    r.reason = one_line(e.what());
+  } catch (const Xapian::Error& e) {
+    r = Result{};
+    r.task = index;
+    r.reason = one_line(fmt::format("{}: indexing failed: {}", entry.path, e.get_description()));
+  }
+  return r;
+}
+
+// Rebuilds the keyword index from the catalog after a crash left them out of step.
+void rebuild_keywords(const Catalog& catalog, KeywordIndex& keywords, const std::string& data_dir) {
+  spdlog::warn("ingest: {}: keyword index reflects catalog change {} but the catalog is at {}; rebuilding it",
+               data_dir, keywords.committed_change(), catalog.change_counter());
+  keywords.remove_all();
+  int64_t count = 0;
+  catalog.for_each_chunk([&](const ChunkRecord& c, const DocumentRecord& d) {
+    keywords.replace({c.id, d.id, d.title, c.heading_path, c.text, d.acl});
+    ++count;
+  });
+  keywords.commit(catalog.change_counter());
+  spdlog::info("ingest: {}: keyword index rebuilt with {} chunks", data_dir, count);
+}
+
+std::vector<std::string> effective_acl(const ingest::FileEntry& entry, const std::vector<std::string>& fallback) {
+  std::vector<std::string> acl = entry.acl.empty() ? fallback : entry.acl;
+  std::sort(acl.begin(), acl.end());
+  acl.erase(std::unique(acl.begin(), acl.end()), acl.end());
+  return acl;
+}
+
+}  // namespace
+
+IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) {
+  auto start = Clock::now();
+  if (options.roots.empty()) fail(Errc::kInvalidArgument, "ingest: no folder or file given");
+  for (const auto& principal : options.acl)
+    if (!valid_principal(principal))
+      fail(Errc::kInvalidArgument, "--acl: '{}' is not a principal (like user:ann or group:eng, no spaces)",
+           principal);
+  if (options.max_file_bytes < 1) fail(Errc::kInvalidArgument, "--max-file-mb: must be positive");
+  RAG_ASSERT(options.batch_files >= 1);
+
+  std::vector<std::string> roots;
+  for (const auto& root : options.roots) {
+    std::string normal = normal_root(root);
+    std::error_code ec;
+    if (!std::filesystem::exists(normal, ec)) fail(Errc::kNotFound, "{}: no such file or folder", root);
+    if (std::find(roots.begin(), roots.end(), normal) == roots.end()) roots.push_back(normal);
+  }
+
+  WriteLock lock(data_dir, options.wait_for_lock);
+  Catalog catalog(catalog_path(data_dir), Catalog::Mode::kWrite);
+  int64_t gen = current_generation(data_dir);
+  bool fresh = gen == 0;
+  if (fresh) {
+    gen = 1;
+    std::error_code ec;
+    std::filesystem::create_directories(generation_path(data_dir, gen), ec);
+    if (ec) fail(Errc::kIo, "{}: cannot create: {}", generation_path(data_dir, gen), ec.message());
+  }
+  KeywordIndex keywords(keyword_path(data_dir, gen), KeywordIndex::Mode::kWrite);
+  if (fresh) {
+    if (catalog.change_counter() != 0) rebuild_keywords(catalog, keywords, data_dir);
+    else keywords.commit(0);
+    publish_generation(data_dir, gen);
+  } else if (keywords.committed_change() != catalog.change_counter()) {
+    rebuild_keywords(catalog, keywords, data_dir);
+  }
+
+  // ---- plan
+  IngestSummary summary;
+  std::vector<Task> tasks;
+  std::vector<DocumentRecord> removals;
+  std::set<std::string> seen;
+  for (const auto& root : roots) {
+    bool prune = options.prune.value_or(catalog.has_root(root));
+    std::unordered_map<std::string, DocumentRecord> known;
+    for (auto& d : catalog.documents_under(root)) known.emplace(d.path, std::move(d));
+    for (auto& entry : ingest::walk({root})) {
+      if (!seen.insert(entry.path).second) continue;
+      ++summary.files;
+      std::vector<std::string> acl = effective_acl(entry, options.acl);
+      std::string bad_principal;
+      for (const auto& p : acl)
+        if (!valid_principal(p)) bad_principal = p;
+      if (!bad_principal.empty() && entry.error.empty())
+        entry.error = fmt::format("{}: ACL principal '{}' is not valid (check the .ragacl)", entry.path,
+                                  bad_principal.substr(0, 64));
+      auto it = known.find(entry.path);
+      std::optional<DocumentRecord> record;
+      if (it != known.end()) record = it->second;
+      if (record && entry.error.empty() && record->status == "ok" && record->size == entry.size &&
+          record->mtime_ns == entry.mtime_ns && record->acl == acl) {
+        ++summary.unchanged;
+        continue;
+      }
+      tasks.push_back({std::move(entry), root, std::move(acl), std::move(record)});
+    }
+    if (prune)
+      for (auto& [path, d] : known)
+        if (!seen.count(path)) removals.push_back(std::move(d));
+  }
+  std::sort(removals.begin(), removals.end(), [](auto& a, auto& b) { return a.path < b.path; });
+
+  IngestProgress progress;
+  progress.files_total = summary.files;
+  progress.files_done = summary.unchanged;
+  for (const auto& t : tasks) progress.bytes_total += t.entry.size;
+  auto report = [&] {
+    if (!options.on_progress) return;
+    progress.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    options.on_progress(progress);
+  };
+  report();
+
+  // ---- write
+  bool roots_recorded = false;
+  auto flush = [&](std::vector<Result>& batch, const std::vector<DocumentRecord>& remove) {
+    std::vector<int64_t> deleted;
+    std::vector<std::pair<int64_t, Xapian::Document>> added;
+    catalog.begin();
+    try {
+      if (!roots_recorded)
+        for (const auto& root : roots) catalog.add_root(root);
+      for (auto& r : batch) {
+        const Task& task = tasks[r.task];
+        const auto& entry = task.entry;
+        if (r.outcome == Outcome::kParsed) {
+          DocumentRecord d;
+          d.id = task.known ? task.known->id : 0;
+          d.root = task.root;
+          d.path = entry.path;
+          d.type = std::string(ingest::doc_type_name(r.doc.type));
+          d.title = r.doc.title;
+          d.size = entry.size;
+          d.mtime_ns = entry.mtime_ns;
+          d.content_hash = r.hash;
+          d.page_count = r.doc.page_count;
+          d.chunk_count = static_cast<int>(r.chunks.size());
+          d.acl = task.acl;
+          int64_t id = catalog.put_document(d);
+          std::vector<int64_t> ids = catalog.replace_chunks(id, r.chunks, deleted);
+          for (size_t i = 0; i < ids.size(); ++i) {
+            add_ids(r.terms[i], ids[i], id, task.acl);
+            added.emplace_back(ids[i], std::move(r.terms[i]));
+          }
+        } else if (r.outcome == Outcome::kTouched) {
+          DocumentRecord d = *task.known;
+          d.size = entry.size;
+          d.mtime_ns = entry.mtime_ns;
+          d.status = "ok";
+          d.error.clear();
+          catalog.put_document(d);
+        } else if (task.known) {
+          DocumentRecord d = *task.known;  // keeps the last good version's chunks, size, mtime, hash and ACL
+          d.status = "error";
+          d.error = r.reason;
+          catalog.put_document(d);
+        } else {
+          DocumentRecord d;
+          d.root = task.root;
+          d.path = entry.path;
+          d.type = "unknown";
+          d.title = std::filesystem::path(entry.path).stem().string();
+          d.size = entry.size;
+          d.mtime_ns = entry.mtime_ns;
+          d.status = "error";
+          d.error = r.reason;
+          d.acl = task.acl;
+          catalog.put_document(d);
+        }
+      }
+      for (const auto& d : remove) catalog.remove_document(d.id, deleted);
+      catalog.commit();
+    } catch (...) {
+      catalog.rollback();
+      throw;
+    }
+    roots_recorded = true;
+    for (int64_t id : deleted) keywords.remove(id);
+    for (auto& [id, doc] : added) keywords.impl().replace(id, std::move(doc));
+    keywords.commit(catalog.change_counter());
+    batch.clear();
+  };
+
+  size_t thread_count = options.threads > 0 ? static_cast<size_t>(options.threads)
+                                            : std::max(1u, std::thread::hardware_concurrency());
+  thread_count = std::min(thread_count, std::max<size_t>(tasks.size(), 1));
+  ResultQueue queue(thread_count * 4 + 8);
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> workers;
+  auto join = [&] {
+    queue.stop();
+    for (auto& w : workers)
+      if (w.joinable()) w.join();
+  };
+  try {
+    for (size_t t = 0; t < thread_count && !tasks.empty(); ++t) {
+      workers.emplace_back([&] {
+        try {
+          Analyzer analyzer;
+          for (size_t i = next++; i < tasks.size(); i = next++)
+            if (!queue.push(process(tasks[i], i, options, analyzer))) return;
+        } catch (...) {
+          queue.abort(std::current_exception());
+        }
+      });
+    }
+    std::vector<Result> batch;
+    for (size_t received = 0; received < tasks.size(); ++received) {
+      std::optional<Result> r = queue.pop();
+      if (!r) {
+        join();
+        std::rethrow_exception(queue.error());
+      }
+      const Task& task = tasks[r->task];
+      switch (r->outcome) {
+        case Outcome::kParsed:
+          ++(task.known ? summary.updated : summary.new_files);
+          summary.chunks += static_cast<int64_t>(r->chunks.size());
+          summary.pages += r->doc.page_count;
+          summary.bytes += task.entry.size;
+          progress.pages += r->doc.page_count;
+          break;
+        case Outcome::kTouched:
+          ++summary.unchanged;
+          break;
+        case Outcome::kFailed:
+          ++summary.failed;
+          summary.failures.push_back({task.entry.path, r->reason});
+          spdlog::debug("ingest: failed: {}", r->reason);
+          break;
+      }
+      ++progress.files_done;
+      progress.bytes_done += task.entry.size;
+      batch.push_back(std::move(*r));
+      if (static_cast<int64_t>(batch.size()) >= options.batch_files) flush(batch, {});
+      report();
+    }
+    join();
+    if (!batch.empty() || !removals.empty() || !roots_recorded) flush(batch, removals);
+  } catch (...) {
+    join();
+    throw;
+  }
+  summary.removed = static_cast<int64_t>(removals.size());
+  std::sort(summary.failures.begin(), summary.failures.end(), [](auto& a, auto& b) { return a.path < b.path; });
+  summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  spdlog::info("ingest: {}: {} new, {} updated, {} unchanged, {} removed, {} failed, {} chunks in {:.2f}s", data_dir,
+               summary.new_files, summary.updated, summary.unchanged, summary.removed, summary.failed, summary.chunks,
+               summary.seconds);
+  return summary;
+}
+
+}  // namespace rag::index
