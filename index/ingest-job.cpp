@@ -403,7 +403,7 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
   summary.removed = static_cast<int64_t>(removals.size());
   std::sort(summary.failures.begin(), summary.failures.end(), [](auto& a, auto& b) { return a.path < b.path; });
   summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  spdlog::info("ingest: {}: {} new, {} updated, {} unchanged, {} removed, {} failed, {} chunks in {:.2f}s", data_dir,
+  spdlog::debug("ingest: {}: {} new, {} updated, {} unchanged, {} removed, {} failed, {} chunks in {:.2f}s", data_dir,
                summary.new_files, summary.updated, summary.unchanged, summary.removed, summary.failed, summary.chunks,
                summary.seconds);
   return summary;

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "index/keyword-index-impl.h"
 
 namespace rag::index {
@@ -132,11 +133,13 @@ std::vector<SearchHit> Searcher::search(std::string_view query, const SearchOpti
         std::string body = chunk->text;
         std::replace(body.begin(), body.end(), kMarkBegin, ' ');
         std::replace(body.begin(), body.end(), kMarkEnd, ' ');
+        // Chunk text keeps paragraph breaks; a snippet is one line.
         hit.snippet = plain_snippet(
             mset.snippet(body, options.snippet_bytes, impl.analyzer.stemmer(),
                          Xapian::MSet::SNIPPET_BACKGROUND_MODEL | Xapian::MSet::SNIPPET_EXHAUSTIVE,
                          std::string(1, kMarkBegin), std::string(1, kMarkEnd), "..."),
             options.highlight_begin, options.highlight_end);
+        hit.snippet = collapse_whitespace(hit.snippet);
         hits.push_back(std::move(hit));
       }
       return hits;
