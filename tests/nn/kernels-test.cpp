@@ -1,0 +1,363 @@
+// Kernels against slow oracles: every weight type at every SIMD level this CPU has, on random inputs of odd
+// sizes, compared with double-precision loops over the dequantized weights (and, for the int8 path, the
+// dequantized activations); matmul against separate matvecs; helpers against double-precision formulas.
+//
+// Tolerances. With M = Σ |w_i x_i| (the magnitude the sum is made of, so cancellation cannot hide an error),
+// a float dot product of K terms in any summation order is within about K · 2^-24 · M of the exact value;
+// the kernels split sums into many partial sums, so 1e-5 · M bounds every size tested here (K ≤ 4128) with a
+// margin, while a wrong block or lane moves the result by ~M / (K / 32) or more. The int8 kernels may fold a
+// zero offset o out as a separate sum (8 for Q4_0 nibbles, 128 for Q8_0 values made unsigned), so the
+// magnitude 2 o Σ |d_w x_i| of the two cancelling parts joins M.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "common/error.h"
+#include "nn/kernels.h"
+
+namespace rag::nn {
+namespace {
+
+constexpr TensorType kAllTypes[] = {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0,
+                                    TensorType::kQ4_0};
+
+bool is_quantized(TensorType type) { return type == TensorType::kQ8_0 || type == TensorType::kQ4_0; }
+
+std::vector<SimdLevel> available_levels() {
+  std::vector<SimdLevel> levels;
+  for (SimdLevel level : {SimdLevel::kPortable, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+    if (level <= simd_level_supported()) levels.push_back(level);
+  }
+  return levels;
+}
+
+// Restores the process-wide level after each test.
+class KernelsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { saved_ = simd_level(); }
+  void TearDown() override { set_simd_level(saved_); }
+  SimdLevel saved_ = SimdLevel::kPortable;
+};
+
+std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// A rows × cols matrix of `type` from random floats; rows get different magnitudes so block scales vary.
+struct TestMatrix {
+  TensorType type;
+  int64_t rows, cols;
+  std::vector<uint8_t> bytes;
+  std::vector<float> dequantized;  // what the bytes mean, rows × cols
+  std::vector<float> offset_magnitude;  // 2 o |d_w| per element for the quantized types, else 0
+
+  Weights weights() const { return Weights{type, bytes.data(), rows, cols}; }
+};
+
+TestMatrix make_matrix(TensorType type, int64_t rows, int64_t cols, uint32_t seed) {
+  TestMatrix m{type, rows, cols, {}, {}, {}};
+  const float offset = type == TensorType::kQ4_0 ? 8.0f : type == TensorType::kQ8_0 ? 128.0f : 0.0f;
+  const size_t stride = row_bytes(type, cols);
+  m.bytes.resize(stride * static_cast<size_t>(rows));
+  m.dequantized.resize(static_cast<size_t>(rows * cols));
+  m.offset_magnitude.assign(static_cast<size_t>(rows * cols), 0.0f);
+  std::vector<float> row = random_floats(cols, seed);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float magnitude = 0.25f + static_cast<float>(r % 5);
+    std::vector<float> values = random_floats(cols, seed * 7919 + static_cast<uint32_t>(r), magnitude);
+    uint8_t* out = m.bytes.data() + r * stride;
+    quantize_row(type, values.data(), out, cols);
+    dequantize_row(type, out, m.dequantized.data() + r * cols, cols);
+    for (int64_t i = 0; i < cols && offset != 0.0f; ++i) {
+      // Both block layouts start with the f16 scale.
+      uint16_t d;
+      std::memcpy(&d, out + (i / 32) * type_size(type), sizeof(d));
+      m.offset_magnitude[r * cols + i] = 2.0f * offset * std::fabs(f16_to_f32(d));
+    }
+  }
+  return m;
+}
+
+// The documented int8 form of activations (kernels-impl.h): per block of 32, d = max|x| / 127 and
+// q = round_half_even(x * (1 / d)); returns d * q per element.
+std::vector<float> quantize_activations(const float* x, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  for (int64_t b = 0; b < n / 32; ++b) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[b * 32 + j]));
+    const float d = amax / 127.0f;
+    const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; ++j) out[b * 32 + j] = d * std::nearbyint(x[b * 32 + j] * inverse);
+  }
+  return out;
+}
+
+struct Expected {
+  double value;
+  double tolerance;
+};
+
+// x as the kernels see it when they multiply m: quantized for quantized types.
+std::vector<float> kernel_view(const TestMatrix& m, const float* x) {
+  return is_quantized(m.type) ? quantize_activations(x, m.cols) : std::vector<float>(x, x + m.cols);
+}
+
+// Row r of m against xq = kernel_view(m, x), in double.
+Expected oracle_dot(const TestMatrix& m, int64_t r, const std::vector<float>& xq) {
+  double sum = 0.0, magnitude = 0.0;
+  for (int64_t i = 0; i < m.cols; ++i) {
+    const double w = m.dequantized[r * m.cols + i];
+    sum += w * xq[i];
+    magnitude += std::fabs(w * xq[i]) + m.offset_magnitude[r * m.cols + i] * std::fabs(xq[i]);
+  }
+  return {sum, 1e-5 * magnitude + 1e-30};
+}
+
+TEST_F(KernelsTest, MatvecMatchesOracleAtEveryLevel) {
+  for (SimdLevel level : available_levels()) {
+    for (TensorType type : kAllTypes) {
+      std::vector<int64_t> sizes = {32, 64, 96, 4096 + 32};
+      if (!is_quantized(type)) sizes.insert(sizes.end(), {1, 7, 33, 100});
+      for (int64_t cols : sizes) {
+        for (int64_t rows : {1, 3, 17, 257}) {
+          SCOPED_TRACE(testing::Message() << simd_level_name(level) << " " << tensor_type_name(type) << " "
+                                          << rows << "x" << cols);
+          const TestMatrix m = make_matrix(type, rows, cols, static_cast<uint32_t>(rows * 31 + cols));
+          const std::vector<float> x = random_floats(cols, static_cast<uint32_t>(cols));
+          std::vector<float> y(static_cast<size_t>(rows), NAN), reference(static_cast<size_t>(rows), NAN);
+          set_simd_level(SimdLevel::kPortable);
+          matvec(m.weights(), x.data(), reference.data());
+          set_simd_level(level);
+          matvec(m.weights(), x.data(), y.data());
+          const std::vector<float> xq = kernel_view(m, x.data());
+          for (int64_t r = 0; r < rows; ++r) {
+            const Expected e = oracle_dot(m, r, xq);
+            ASSERT_NEAR(y[r], e.value, e.tolerance) << "row " << r;
+            ASSERT_NEAR(y[r], reference[r], 2 * e.tolerance) << "row " << r << " against portable";
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_F(KernelsTest, MatmulEqualsSeparateMatvecs) {
+  for (SimdLevel level : available_levels()) {
+    set_simd_level(level);
+    for (TensorType type : kAllTypes) {
+      // Row counts cross the 16-row tiles of the int8 kernel; n crosses its 8- and 4-token groups. The
+      // longest rows go with few rows to keep the sanitizer run short.
+      for (auto [rows, cols] :
+           {std::pair<int64_t, int64_t>{1, 32}, {3, 96}, {17, 4096 + 32}, {257, 32}, {257, 96}}) {
+        const TestMatrix m = make_matrix(type, rows, cols, static_cast<uint32_t>(rows + cols));
+        for (int64_t n : {1, 2, 5, 33}) {
+          SCOPED_TRACE(testing::Message() << simd_level_name(level) << " " << tensor_type_name(type) << " "
+                                          << rows << "x" << cols << " n=" << n);
+          const std::vector<float> x = random_floats(n * cols, static_cast<uint32_t>(n * 17 + cols));
+          std::vector<float> y(static_cast<size_t>(n * rows), NAN);
+          matmul(m.weights(), x.data(), n, y.data());
+          std::vector<float> column(static_cast<size_t>(rows));
+          for (int64_t t = 0; t < n; ++t) {
+            matvec(m.weights(), x.data() + t * cols, column.data());
+            const std::vector<float> xq = kernel_view(m, x.data() + t * cols);
+            for (int64_t r = 0; r < rows; ++r) {
+              const Expected e = oracle_dot(m, r, xq);
+              ASSERT_NEAR(y[t * rows + r], column[r], 2 * e.tolerance) << "token " << t << " row " << r;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The F32 route for quantized weights meets unquantized activations: each x_i is off by at most half a
+// step d_x / 2 in the int8 path, which bounds the difference between the two routes.
+TEST_F(KernelsTest, DequantizedMatmulMatchesFloatOracle) {
+  for (TensorType type : kAllTypes) {
+    for (int64_t n : {1, 5, 33}) {
+      const int64_t rows = 17, cols = 4096 + 32;
+      SCOPED_TRACE(testing::Message() << tensor_type_name(type) << " n=" << n);
+      const TestMatrix m = make_matrix(type, rows, cols, 5);
+      const std::vector<float> x = random_floats(n * cols, 6);
+      std::vector<float> y(static_cast<size_t>(n * rows), NAN), int8(static_cast<size_t>(n * rows), NAN);
+      matmul_dequantized(m.weights(), x.data(), n, y.data());
+      matmul(m.weights(), x.data(), n, int8.data());
+      for (int64_t t = 0; t < n; ++t) {
+        const float* xt = x.data() + t * cols;
+        for (int64_t r = 0; r < rows; ++r) {
+          double sum = 0.0, magnitude = 0.0, quantization = 0.0;
+          for (int64_t i = 0; i < cols; ++i) {
+            const double w = m.dequantized[r * cols + i];
+            sum += w * xt[i];
+            magnitude += std::fabs(w * xt[i]) + m.offset_magnitude[r * cols + i] * std::fabs(xt[i]);
+          }
+          for (int64_t b = 0; b < cols / 32; ++b) {
+            float amax = 0.0f;
+            double w_abs = 0.0;
+            for (int j = 0; j < 32; ++j) {
+              amax = std::fmax(amax, std::fabs(xt[b * 32 + j]));
+              w_abs += std::fabs(m.dequantized[r * cols + b * 32 + j]);
+            }
+            quantization += w_abs * amax / 127.0 / 2.0;
+          }
+          ASSERT_NEAR(y[t * rows + r], sum, 1e-5 * magnitude) << "token " << t << " row " << r;
+          if (is_quantized(type)) {
+            ASSERT_NEAR(int8[t * rows + r], sum, quantization + 1e-5 * magnitude) << "token " << t << " row " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_F(KernelsTest, DotRowEqualsMatvecOfOneRow) {
+  for (TensorType type : kAllTypes) {
+    const TestMatrix m = make_matrix(type, 1, 896, 11);
+    const std::vector<float> x = random_floats(896, 12);
+    float y = NAN;
+    matvec(m.weights(), x.data(), &y);
+    EXPECT_EQ(dot_row(type, m.bytes.data(), x.data(), 896), y) << tensor_type_name(type);
+  }
+}
+
+TEST_F(KernelsTest, RejectsRowsThatAreNotWholeBlocks) {
+  std::vector<uint8_t> bytes(1024);
+  const float x[48] = {};
+  float y[2];
+  try {
+    matvec(Weights{TensorType::kQ8_0, bytes.data(), 2, 48}, x, y);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kInvalidArgument);
+  }
+  EXPECT_THROW(matmul(Weights{TensorType::kQ4_0, bytes.data(), 2, 40}, x, 1, y), Error);
+}
+
+TEST_F(KernelsTest, LevelNamesAndCaps) {
+  EXPECT_EQ(simd_level_name(SimdLevel::kPortable), "portable");
+  EXPECT_EQ(simd_level_name(SimdLevel::kAvx2), "avx2");
+  EXPECT_EQ(simd_level_name(SimdLevel::kAvx512), "avx512");
+  EXPECT_LE(simd_level(), simd_level_supported());
+  if (simd_level_supported() < SimdLevel::kAvx512) {
+    EXPECT_THROW(set_simd_level(SimdLevel::kAvx512), Error);
+  }
+}
+
+// Helpers: double-precision formulas, relative 1e-5 plus a small absolute term for results near zero.
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, double abs_tolerance,
+                  const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], 1e-5 * std::fabs(want[i]) + abs_tolerance) << what << " at " << i;
+  }
+}
+
+TEST_F(KernelsTest, HelpersMatchDoublePrecision) {
+  for (SimdLevel level : available_levels()) {
+    set_simd_level(level);
+    for (int64_t n : {1, 7, 8, 33, 896, 4864}) {
+      SCOPED_TRACE(testing::Message() << simd_level_name(level) << " n=" << n);
+      const auto count = static_cast<size_t>(n);
+      const std::vector<float> x = random_floats(n, static_cast<uint32_t>(n), 3.0f);
+      const std::vector<float> w = random_floats(n, static_cast<uint32_t>(n + 1));
+      const std::vector<float> b = random_floats(n, static_cast<uint32_t>(n + 2));
+      std::vector<float> y(count);
+      std::vector<double> want(count);
+
+      double sum_sq = 0.0, sum = 0.0;
+      for (float v : x) sum_sq += double(v) * v, sum += v;
+      const double rms = 1.0 / std::sqrt(sum_sq / n + 1e-6);
+      for (size_t i = 0; i < count; ++i) want[i] = x[i] * rms * w[i];
+      rms_norm(x.data(), w.data(), y.data(), n, 1e-6f);
+      expect_close(y, want, 1e-6, "rms_norm");
+
+      const double mean = sum / n;
+      double var = 0.0;
+      for (float v : x) var += (v - mean) * (v - mean);
+      const double inv = 1.0 / std::sqrt(var / n + 1e-12);
+      for (size_t i = 0; i < count; ++i) want[i] = (x[i] - mean) * inv * w[i] + b[i];
+      layer_norm(x.data(), w.data(), b.data(), y.data(), n, 1e-12f);
+      // var can be 0 for n = 1: then (x - mean) is exactly 0 in both.
+      expect_close(y, want, 1e-5, "layer_norm");
+
+      std::vector<float> s = x;
+      if (n > 3) {
+        s[1] = -INFINITY;  // a masked score
+        s[2] = 80.0f;
+      }
+      double max = -INFINITY, total = 0.0;
+      for (float v : s) max = std::fmax(max, v);
+      for (size_t i = 0; i < count; ++i) total += std::exp(double(s[i]) - max);
+      for (size_t i = 0; i < count; ++i) want[i] = std::exp(double(s[i]) - max) / total;
+      softmax(s.data(), n);
+      expect_close(s, want, 1e-7, "softmax");
+      if (n > 3) {
+        EXPECT_EQ(s[1], 0.0f);
+      }
+
+      for (size_t i = 0; i < count; ++i) want[i] = x[i] / (1.0 + std::exp(-double(x[i])));
+      silu(x.data(), y.data(), n);
+      expect_close(y, want, 1e-6, "silu");
+
+      for (size_t i = 0; i < count; ++i) want[i] = x[i] / (1.0 + std::exp(-double(x[i]))) * w[i];
+      swiglu(x.data(), w.data(), y.data(), n);
+      expect_close(y, want, 1e-6, "swiglu");
+
+      for (size_t i = 0; i < count; ++i) want[i] = 0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0)));
+      gelu(x.data(), y.data(), n);
+      expect_close(y, want, 2e-6, "gelu");
+
+      for (size_t i = 0; i < count; ++i) {
+        const double v = x[i];
+        want[i] = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+      }
+      gelu_tanh(x.data(), y.data(), n);
+      expect_close(y, want, 1e-6, "gelu_tanh");
+
+      for (size_t i = 0; i < count; ++i) want[i] = double(x[i]) + w[i];
+      add(x.data(), w.data(), y.data(), n);
+      expect_close(y, want, 0.0, "add");
+      for (size_t i = 0; i < count; ++i) want[i] = double(x[i]) * w[i];
+      mul(x.data(), w.data(), y.data(), n);
+      expect_close(y, want, 0.0, "mul");
+      for (size_t i = 0; i < count; ++i) want[i] = double(x[i]) * 0.125;
+      scale(x.data(), 0.125f, y.data(), n);
+      expect_close(y, want, 0.0, "scale");
+
+      // In place: outputs may alias inputs.
+      std::vector<float> z = x;
+      silu(z.data(), z.data(), n);
+      silu(x.data(), y.data(), n);
+      EXPECT_EQ(z, y);
+    }
+  }
+}
+
+TEST_F(KernelsTest, SiluAndGeluAtExtremes) {
+  for (SimdLevel level : available_levels()) {
+    set_simd_level(level);
+    const std::vector<float> x = {-200.0f, -90.0f, -20.0f, 0.0f, 20.0f, 90.0f, 200.0f, 1e-30f, -1e-30f};
+    const auto n = static_cast<int64_t>(x.size());
+    std::vector<float> y(x.size());
+    silu(x.data(), y.data(), n);
+    for (size_t i = 0; i < x.size(); ++i) {
+      EXPECT_TRUE(std::isfinite(y[i])) << simd_level_name(level) << " silu(" << x[i] << ")";
+      EXPECT_NEAR(y[i], x[i] / (1.0 + std::exp(-double(x[i]))), 1e-6 * std::fabs(x[i]) + 1e-7);
+    }
+    gelu(x.data(), y.data(), n);
+    for (size_t i = 0; i < x.size(); ++i) {
+      EXPECT_NEAR(y[i], 0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0))), 1e-6 * std::fabs(x[i]) + 1e-7);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rag::nn
