@@ -28,10 +28,22 @@ constexpr int kTileRows = 16;
 constexpr int kTileTokens = 8;
 constexpr int64_t kPackedBlockBytes = kQuantBlock * kTileRows;  // 8 groups × 16 rows × 4 bytes
 
-int64_t tile_scratch_bytes(int64_t cols) {
+// Tiles packed together: a group of 8 tokens then meets all of them while its activations sit in L1, so
+// the activations stream from L2/L3 once per 64 rows rather than once per 16.
+constexpr int64_t kGroupTiles = 4;
+
+int64_t packed_tile_bytes(int64_t cols) {
   const int64_t blocks = cols / kQuantBlock;
   return blocks * (kPackedBlockBytes + kTileRows * static_cast<int64_t>(sizeof(float)));
 }
+
+int64_t tile_scratch_bytes(int64_t cols) { return kGroupTiles * packed_tile_bytes(cols); }
+
+// A token count as a type, to pick tile_tokens<T> from a generic lambda (no <type_traits> in ISA files).
+template <int T>
+struct Tokens {
+  static constexpr int kCount = T;
+};
 
 inline uint32_t load_u32(const uint8_t* p) {
   uint32_t v;
@@ -108,18 +120,30 @@ void avx512_matmul_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8
   const int64_t stride =
       blocks * static_cast<int64_t>(type == TensorType::kQ8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0));
   const float offset = type == TensorType::kQ8_0 ? 128.0f : 8.0f;
-  auto* packed = static_cast<uint8_t*>(scratch);
-  auto* scales = reinterpret_cast<float*>(packed + blocks * kPackedBlockBytes);
-  for (int64_t r = r0; r < r1; r += kTileRows) {
-    const int64_t rows = r1 - r < kTileRows ? r1 - r : kTileRows;
-    pack_tile(type, static_cast<const uint8_t*>(w), stride, r, rows, blocks, packed, scales);
-    const auto mask = static_cast<__mmask16>((1u << rows) - 1);
-    int64_t t = 0;
-    for (; t + kTileTokens <= n; t += kTileTokens) {
-      tile_tokens<kTileTokens>(packed, scales, blocks, x, t, offset, y, ldy, r, mask);
+  const int64_t tile_bytes = packed_tile_bytes(x.k);
+  for (int64_t group = r0; group < r1; group += kGroupTiles * kTileRows) {
+    const int64_t group_end = group + kGroupTiles * kTileRows < r1 ? group + kGroupTiles * kTileRows : r1;
+    const int64_t tiles = (group_end - group + kTileRows - 1) / kTileRows;
+    for (int64_t i = 0; i < tiles; ++i) {
+      const int64_t r = group + i * kTileRows;
+      auto* packed = static_cast<uint8_t*>(scratch) + i * tile_bytes;
+      const int64_t rows = group_end - r < kTileRows ? group_end - r : kTileRows;
+      pack_tile(type, static_cast<const uint8_t*>(w), stride, r, rows, blocks, packed,
+                reinterpret_cast<float*>(packed + blocks * kPackedBlockBytes));
     }
-    for (; t + 4 <= n; t += 4) tile_tokens<4>(packed, scales, blocks, x, t, offset, y, ldy, r, mask);
-    for (; t < n; ++t) tile_tokens<1>(packed, scales, blocks, x, t, offset, y, ldy, r, mask);
+    auto for_tiles = [&](auto tokens, int64_t t) {
+      for (int64_t i = 0; i < tiles; ++i) {
+        const int64_t r = group + i * kTileRows;
+        const int64_t rows = group_end - r < kTileRows ? group_end - r : kTileRows;
+        const auto* packed = static_cast<const uint8_t*>(scratch) + i * tile_bytes;
+        tile_tokens<decltype(tokens)::kCount>(packed, reinterpret_cast<const float*>(packed + blocks * kPackedBlockBytes),
+                                             blocks, x, t, offset, y, ldy, r, static_cast<__mmask16>((1u << rows) - 1));
+      }
+    };
+    int64_t t = 0;
+    for (; t + kTileTokens <= n; t += kTileTokens) for_tiles(Tokens<kTileTokens>{}, t);
+    for (; t + 4 <= n; t += 4) for_tiles(Tokens<4>{}, t);
+    for (; t < n; ++t) for_tiles(Tokens<1>{}, t);
   }
 }
 
