@@ -35,8 +35,12 @@ int8_t truncate_to_int8(float v) {
 
 void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t blocks) {
   for (int64_t i = 0; i < blocks; ++i) {
+    // ggml's MAX(a, b) is (a > b ? a : b), which differs from std::max only when a NaN is involved.
     float amax = 0.0f;
-    for (int j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(x[i * kQuantBlock + j]));
+    for (int j = 0; j < kQuantBlock; ++j) {
+      const float v = std::fabs(x[i * kQuantBlock + j]);
+      amax = amax > v ? amax : v;
+    }
     const float d = amax / ((1 << 7) - 1);
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y[i].d = f32_to_f16(d);
