@@ -1,8 +1,12 @@
 // Folder walk with per-folder access lists.
 //
-// ACL rule: a folder's `.ragacl` replaces the list its parent handed down; sub-folders inherit it until
-// one of them has its own. A `.ragacl` that exists but cannot be read makes every file below it an error
-// entry rather than silently inheriting a broader list.
+// ACL rules:
+//  1. A folder's `.ragacl` replaces the list its parent handed down; sub-folders inherit it until one of
+//     them has its own.
+//  2. A root starts from the nearest `.ragacl` in the folders above it, so walking a sub-folder or a
+//     single file of a protected folder keeps the protection.
+//  3. A `.ragacl` that exists but cannot be read makes every file below it an error entry rather than
+//     silently inheriting a broader list.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,6 +15,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 #include <utility>
 
 #include "common/error.h"
@@ -77,19 +83,19 @@ std::vector<std::string> parse_acl(const std::string& path, std::string_view con
   return principals;
 }
 
-// The list for files in `dir`: its .ragacl when present, else `inherited`.
-Acl folder_acl(const std::string& dir, const Acl& inherited) {
+// The list in `dir`/.ragacl; nullopt when the folder has none.
+std::optional<Acl> read_acl(const std::string& dir) {
   std::string path = join(dir, ".ragacl");
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return inherited;
-    return {{}, fmt::format("cannot examine {}: {}", path, std::strerror(errno))};
+    if (errno == ENOENT) return std::nullopt;
+    return Acl{{}, fmt::format("cannot examine {}: {}", path, std::strerror(errno))};
   }
-  if (!S_ISREG(st.st_mode)) return {{}, fmt::format("{} is not a regular file", path)};
+  if (!S_ISREG(st.st_mode)) return Acl{{}, fmt::format("{} is not a regular file", path)};
   if (st.st_size > kMaxAclBytes)
-    return {{}, fmt::format("{} is {} bytes, more than the {} allowed", path, st.st_size, kMaxAclBytes)};
+    return Acl{{}, fmt::format("{} is {} bytes, more than the {} allowed", path, st.st_size, kMaxAclBytes)};
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {{}, fmt::format("cannot read {}: {}", path, std::strerror(errno))};
+  if (fd < 0) return Acl{{}, fmt::format("cannot read {}: {}", path, std::strerror(errno))};
   std::string content(static_cast<size_t>(st.st_size), '\0');
   size_t got = 0;
   while (got < content.size()) {
@@ -100,8 +106,11 @@ Acl folder_acl(const std::string& dir, const Acl& inherited) {
   }
   close(fd);
   content.resize(got);
-  return {parse_acl(path, content), {}};
+  return Acl{parse_acl(path, content), {}};
 }
+
+// The list for files in `dir`: its own .ragacl when present, else `inherited`.
+Acl folder_acl(const std::string& dir, const Acl& inherited) { return read_acl(dir).value_or(inherited); }
 
 class Walker {
  public:
@@ -183,11 +192,20 @@ class Walker {
   std::vector<DirId> path_;  // folders from the root to the current one
 };
 
-std::string parent_dir(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
+// The list a root inherits: the nearest .ragacl in the folders above it, so ingesting a sub-folder (or
+// one file) of a protected folder keeps the protection.
+Acl inherited_acl(const std::string& root) {
+  std::error_code ec;
+  std::filesystem::path path = std::filesystem::absolute(root, ec).lexically_normal();
+  if (ec) return {};
+  if (!path.has_filename()) path = path.parent_path();  // "dir/" normalises to "dir/" with an empty name
+  std::filesystem::path dir = path.parent_path();
+  for (int level = 0; level < kMaxDepth && !dir.empty(); ++level) {
+    if (std::optional<Acl> acl = read_acl(dir.string())) return *acl;
+    if (dir == dir.root_path()) break;
+    dir = dir.parent_path();
+  }
+  return {};
 }
 
 }  // namespace
@@ -202,16 +220,19 @@ std::vector<FileEntry> walk(const std::vector<std::string>& roots, const WalkOpt
     if (S_ISDIR(st.st_mode)) {
       if (access(root.c_str(), R_OK | X_OK) != 0)
         fail(Errc::kIo, "{}: cannot list folder: {}", root, std::strerror(errno));
-      walker.walk_dir(root, st, Acl{});
+      walker.walk_dir(root, st, inherited_acl(root));
     } else if (S_ISREG(st.st_mode)) {
-      // A single file takes the access list of the folder it is in.
-      walker.add_file(root, st, folder_acl(parent_dir(root), Acl{}));
+      walker.add_file(root, st, inherited_acl(root));
     } else {
       fail(Errc::kInvalidArgument, "{}: not a regular file or folder", root);
     }
   }
-  std::sort(entries.begin(), entries.end(),
-            [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+  // Overlapping roots reach the same file twice; keep the first.
+  entries.erase(std::unique(entries.begin(), entries.end(),
+                            [](const FileEntry& a, const FileEntry& b) { return a.path == b.path; }),
+                entries.end());
   return entries;
 }
 

@@ -126,6 +126,22 @@ TEST_F(WalkTest, AclInheritedAndReplaced) {
   for (const FileEntry& e : entries) EXPECT_TRUE(e.error.empty()) << e.path << ": " << e.error;
 }
 
+TEST_F(WalkTest, RootInheritsNearestAclAbove) {
+  file("hr/.ragacl", "group:hr\n");
+  file("hr/reviews/2024.md");
+  file("hr/payroll/.ragacl", "user:carol\n");
+  file("hr/payroll/archive/old.txt");
+  using V = std::vector<std::string>;
+  std::vector<FileEntry> sub = walk({dir_ / "hr/reviews"});
+  ASSERT_EQ(sub.size(), 1u);
+  EXPECT_EQ(sub[0].acl, V{"group:hr"});
+  std::vector<FileEntry> single = walk({dir_ / "hr/payroll/archive/old.txt"});
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_EQ(single[0].acl, V{"user:carol"});
+  // Overlapping roots list a file once.
+  EXPECT_EQ(walk({dir_ / "hr", dir_ / "hr/reviews", dir_ / "hr/reviews/2024.md"}).size(), 2u);
+}
+
 TEST_F(WalkTest, AclThatIsNotAFileFailsClosed) {
   file("team/doc.txt");
   fs::create_directories(dir_ / "team/.ragacl");
