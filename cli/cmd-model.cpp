@@ -17,6 +17,7 @@ struct ModelCommand {
 // Add a subcommand here and declare it in commands.h.
 const std::vector<ModelCommand>& model_commands() {
   static const std::vector<ModelCommand> commands = {
+      {"import-llama2c", cmd_model_import_llama2c, "convert a llama2.c checkpoint and tokenizer to GGUF"},
   };
   return commands;
 }

@@ -10,11 +10,13 @@ constexpr int kExitUsage = 2;        // bad arguments
 constexpr int kExitPartial = 3;      // completed, but some inputs failed (e.g. ingest with failed files)
 constexpr int kExitBusy = 75;        // another writer holds the data dir's lock (EX_TEMPFAIL, for cron)
 
+int cmd_generate(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_ingest(int argc, char** argv);
 int cmd_model(int argc, char** argv);
 int cmd_search(int argc, char** argv);
 // `rag model` subcommands (cli/model-*.cpp):
+int cmd_model_import_llama2c(int argc, char** argv);
 
 
 }  // namespace rag::cli

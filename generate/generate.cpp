@@ -1,0 +1,122 @@
+#include "generate/generate.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "common/error.h"
+#include "generate/kv-cache.h"
+#include "generate/model.h"
+#include "generate/sampler.h"
+#include "nn/tokenizer.h"
+
+namespace rag::generate {
+
+std::shared_ptr<const Model> load_model(const std::string& path) { return Model::load(path); }
+
+ModelInfo model_info(const Model& model) {
+  const ModelConfig& c = model.config();
+  ModelInfo info;
+  info.path = model.file().path();
+  info.architecture = c.architecture;
+  info.weight_type = model.weight_type_name();
+  info.vocab_size = c.vocab_size;
+  info.context_length = c.context_length;
+  info.embedding_length = c.embedding_length;
+  info.layer_count = c.layer_count;
+  info.head_count = c.head_count;
+  info.head_count_kv = c.head_count_kv;
+  info.bos_id = c.bos_id;
+  info.eos_id = c.eos_id;
+  return info;
+}
+
+std::vector<int32_t> tokenize(const Model& model, std::string_view text, bool add_bos) {
+  const nn::Tokenizer* tokenizer = model.tokenizer();
+  if (!tokenizer)
+    fail(Errc::kUnsupported, "{}: the model file has no vocabulary (tokenizer.ggml.tokens)", model.file().path());
+  std::vector<int32_t> ids;
+  if (add_bos) {
+    if (model.config().bos_id < 0)
+      fail(Errc::kUnsupported, "{}: the vocabulary names no BOS token (tokenizer.ggml.bos_token_id)",
+           model.file().path());
+    ids.push_back(model.config().bos_id);
+  }
+  // Prompt text is untrusted: control-token spellings in it stay text.
+  std::vector<int32_t> body = tokenizer->encode(text, false, false);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
+
+Generation generate(const Model& model, std::span<const int32_t> prompt, const GenerateOptions& options,
+                    const TokenCallback& on_token) {
+  const ModelConfig& c = model.config();
+  if (prompt.empty()) fail(Errc::kInvalidArgument, "generate: the prompt is empty (start it with the BOS token)");
+  if (options.max_tokens < 0) fail(Errc::kInvalidArgument, "generate: max_tokens {} is negative", options.max_tokens);
+  const auto prompt_len = static_cast<int64_t>(prompt.size());
+  if (prompt_len > c.context_length)
+    fail(Errc::kLimit, "{}: the prompt has {} tokens but the model's context holds {}; shorten it",
+         model.file().path(), prompt_len, c.context_length);
+  Sampler sampler(options.sampling);
+
+  const int64_t capacity = std::min(c.context_length, prompt_len + std::max<int64_t>(options.max_tokens, 1));
+  KvCache cache(c.kv_layout(), capacity);
+  ForwardScratch scratch;
+  std::vector<float> logits;
+  Batch batch;
+  for (int64_t i = 0; i < prompt_len; ++i) {
+    batch.tokens.push_back(prompt[static_cast<size_t>(i)]);
+    batch.positions.push_back(i);
+    batch.kv.push_back(&cache.blocks());
+    batch.want_logits.push_back(i + 1 == prompt_len);
+  }
+
+  Generation result;
+  const nn::Tokenizer* tokenizer = model.tokenizer();
+  std::optional<nn::StreamDecoder> stream;
+  if (tokenizer) {
+    stream.emplace(*tokenizer);
+    // The prompt's text is not emitted, but it decides how the continuation starts: SentencePiece drops the
+    // space it put before the first word only when nothing but control tokens (BOS) came before.
+    for (int32_t token : prompt) stream->push(token);
+  }
+  auto is_end = [&](int32_t token) { return tokenizer ? tokenizer->is_eog(token) : token == c.eos_id; };
+  auto emit = [&](int32_t token, const std::string& text) {
+    result.text += text;
+    return !on_token || on_token(token, text);
+  };
+  if (options.max_tokens == 0) return result;
+  model.forward(batch, scratch, logits);
+  for (;;) {
+    const int32_t next = sampler.sample(std::span<const float>(logits.data(), static_cast<size_t>(c.vocab_size)));
+    if (options.stop_at_eos && is_end(next)) {
+      result.stop = StopReason::kEos;
+      break;
+    }
+    result.tokens.push_back(next);
+    if (!emit(next, stream ? stream->push(next) : std::string())) {
+      result.stop = StopReason::kCallback;
+      break;
+    }
+    if (static_cast<int64_t>(result.tokens.size()) >= options.max_tokens) {
+      result.stop = StopReason::kMaxTokens;
+      break;
+    }
+    const int64_t pos = cache.length();
+    if (pos >= c.context_length) {
+      result.stop = StopReason::kContextFull;
+      break;
+    }
+    batch.tokens.assign(1, next);
+    batch.positions.assign(1, pos);
+    batch.kv.assign(1, &cache.blocks());
+    batch.want_logits.assign(1, 1);
+    model.forward(batch, scratch, logits);
+  }
+  if (stream && !result.tokens.empty()) {
+    std::string rest = stream->flush();
+    if (!rest.empty()) emit(result.tokens.back(), rest);
+  }
+  return result;
+}
+
+}  // namespace rag::generate

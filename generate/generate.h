@@ -1,0 +1,87 @@
+// The generator: a Llama/Qwen2-family decoder loaded from GGUF, and text generation for one sequence.
+//
+//   auto model = rag::generate::load_model("qwen2.5-0.5b-q8_0.gguf");
+//   auto prompt = rag::generate::tokenize(*model, "Once upon a time", true);
+//   rag::generate::GenerateOptions options;             // greedy, 256 tokens, stop at EOS
+//   auto result = rag::generate::generate(*model, prompt, options,
+//                                         [](int32_t, std::string_view text) { fputs(...); return true; });
+//
+// The model is immutable once loaded and may be shared by threads; each generate() call owns its own KV
+// cache and scratch memory. Weights are read in place from the file's mapping.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rag::generate {
+
+class Model;  // private: generate/model.h
+
+// Throws rag::Error: kNotFound/kIo when the file cannot be read, kCorrupt naming the tensor or metadata key
+// when it is not a well-formed Llama/Qwen2 model, kUnsupported for other architectures and tensor types.
+std::shared_ptr<const Model> load_model(const std::string& path);
+
+struct ModelInfo {
+  std::string path;
+  std::string architecture;     // general.architecture: "llama" or "qwen2"
+  std::string weight_type;      // element type of the layer matrices: "F32", "F16", "Q8_0", ...
+  int64_t vocab_size = 0;
+  int64_t context_length = 0;   // most positions (prompt plus generated tokens) one sequence may use
+  int64_t embedding_length = 0;
+  int64_t layer_count = 0;
+  int64_t head_count = 0;
+  int64_t head_count_kv = 0;
+  int32_t bos_id = -1;          // -1 when the vocabulary names none
+  int32_t eos_id = -1;
+};
+ModelInfo model_info(const Model& model);
+
+// Token ids for `text` through the model's vocabulary (tokenizer.ggml.*), with the BOS first when
+// `add_bos`. Control-token spellings in `text` stay text. Throws Error(kUnsupported) when the file has no
+// vocabulary.
+std::vector<int32_t> tokenize(const Model& model, std::string_view text, bool add_bos);
+
+struct SamplingOptions {
+  float temperature = 0.0f;  // 0: greedy (the most likely token, the lowest id on ties); else in (0, 100]
+  int top_k = 40;            // keep the k most likely tokens before drawing; 0 keeps all
+  float top_p = 0.95f;       // then the fewest most-likely tokens whose probability reaches p; 1 keeps all
+  uint64_t seed = 0;         // the same seed, options and model give the same tokens
+};
+
+struct GenerateOptions {
+  SamplingOptions sampling;
+  int64_t max_tokens = 256;  // tokens generated after the prompt, at most
+  bool stop_at_eos = true;   // stop (without emitting it) when the model produces its EOS token
+};
+
+enum class StopReason {
+  kMaxTokens,    // max_tokens were generated
+  kEos,          // the model produced its EOS token
+  kContextFull,  // the sequence reached the model's context length
+  kCallback,     // the token callback returned false
+};
+
+struct Generation {
+  std::vector<int32_t> tokens;  // generated ids, without the prompt and without the final EOS
+  std::string text;             // their text, as streamed to the callback
+  StopReason stop = StopReason::kMaxTokens;
+};
+
+// Called once per generated token with the text that token completes: whole UTF-8 characters only, so it
+// may be empty (a token holding the first bytes of a character) or hold several characters. Return false
+// to stop. Runs on the calling thread.
+using TokenCallback = std::function<bool(int32_t token, std::string_view text)>;
+
+// Runs the prompt (non-empty; the caller adds the BOS) in one prefill pass, then generates one token at a
+// time. Throws Error(kLimit) when the prompt alone does not fit the context length, kInvalidArgument for a
+// token id outside the vocabulary or an option out of range. Stops with kContextFull rather than failing
+// when generation reaches the end of the context.
+Generation generate(const Model& model, std::span<const int32_t> prompt, const GenerateOptions& options,
+                    const TokenCallback& on_token = {});
+
+}  // namespace rag::generate

@@ -1,0 +1,324 @@
+#include "generate/model.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "common/error.h"
+#include "common/log.h"
+
+namespace rag::generate {
+namespace {
+
+// Bounds on hyperparameters read from a file, so that a hostile header cannot ask for absurd allocations
+// (the KV cache and scratch buffers are sized from these).
+constexpr int64_t kMaxContext = int64_t{1} << 22;
+constexpr int64_t kMaxWidth = int64_t{1} << 20;
+constexpr int64_t kMaxLayers = 4096;
+
+bool matrix_type_ok(nn::TensorType type) {
+  switch (type) {
+    case nn::TensorType::kF32:
+    case nn::TensorType::kF16:
+    case nn::TensorType::kBF16:
+    case nn::TensorType::kQ8_0:
+    case nn::TensorType::kQ4_0:
+      return true;
+  }
+  return false;
+}
+
+class Loader {
+ public:
+  explicit Loader(const nn::GgufFile& file) : file_(file) {}
+
+  int64_t hyper(const std::string& arch, const std::string& name, int64_t fallback, int64_t max) const {
+    std::string key = arch + "." + name;
+    int64_t v = fallback < 0 ? file_.require_int(key) : file_.get_int(key, fallback);
+    if (v <= 0 || v > max)
+      fail(Errc::kCorrupt, "{}: metadata {} is {}; it must be in [1, {}]", file_.path(), key, v, max);
+    return v;
+  }
+
+  // A matrix of `rows` rows of `cols` values (GGUF shape {cols, rows}).
+  nn::Weights matrix(const std::string& name, int64_t cols, int64_t rows) const {
+    const nn::GgufTensor& t = file_.require_tensor(name, {cols, rows});
+    if (!matrix_type_ok(t.type))
+      fail(Errc::kUnsupported, "{}: tensor '{}' is {}; the decoder reads F32, F16, BF16, Q8_0 and Q4_0 weights",
+           file_.path(), name, nn::tensor_type_name(t.type));
+    return nn::Weights{t.type, t.data, rows, cols};
+  }
+
+  // A vector of n values converted to float (norm weights and biases are small: copying them is free).
+  std::vector<float> vector(const std::string& name, int64_t n) const {
+    const nn::GgufTensor& t = file_.require_tensor(name, {n});
+    std::vector<float> out(static_cast<size_t>(n));
+    nn::dequantize_row(t.type, t.data, out.data(), n);
+    return out;
+  }
+
+  std::vector<float> optional_vector(const std::string& name, int64_t n) const {
+    return file_.find_tensor(name) ? vector(name, n) : std::vector<float>{};
+  }
+
+ private:
+  const nn::GgufFile& file_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& path) {
+  std::unique_ptr<Model> model(new Model());
+  model->file_ = nn::GgufFile::open(path);
+  const nn::GgufFile& file = *model->file_;
+  ModelConfig& c = model->config_;
+  Loader load(file);
+
+  c.architecture = file.require_string("general.architecture");
+  if (c.architecture == "llama") {
+    c.rope_mode = RopeMode::kNormal;
+  } else if (c.architecture == "qwen2") {
+    c.rope_mode = RopeMode::kNeox;
+  } else {
+    fail(Errc::kUnsupported, "{}: general.architecture is '{}'; the generator runs 'llama' and 'qwen2' models",
+         path, c.architecture);
+  }
+  const std::string& arch = c.architecture;
+  c.context_length = load.hyper(arch, "context_length", -1, kMaxContext);
+  c.embedding_length = load.hyper(arch, "embedding_length", -1, kMaxWidth);
+  c.layer_count = load.hyper(arch, "block_count", -1, kMaxLayers);
+  c.feed_forward_length = load.hyper(arch, "feed_forward_length", -1, kMaxWidth);
+  c.head_count = load.hyper(arch, "attention.head_count", -1, kMaxWidth);
+  c.head_count_kv = load.hyper(arch, "attention.head_count_kv", c.head_count, c.head_count);
+  if (c.head_count % c.head_count_kv != 0)
+    fail(Errc::kCorrupt, "{}: {}.attention.head_count {} is not a multiple of head_count_kv {}", path, arch,
+         c.head_count, c.head_count_kv);
+  if (!file.find(arch + ".attention.key_length") && c.embedding_length % c.head_count != 0)
+    fail(Errc::kCorrupt, "{}: {}.embedding_length {} is not a multiple of attention.head_count {}", path, arch,
+         c.embedding_length, c.head_count);
+  c.head_dim = load.hyper(arch, "attention.key_length", c.embedding_length / c.head_count, kMaxWidth);
+  if (file.get_int(arch + ".attention.value_length", c.head_dim) != c.head_dim)
+    fail(Errc::kUnsupported, "{}: {}.attention.value_length differs from key_length", path, arch);
+  c.rope_dims = load.hyper(arch, "rope.dimension_count", c.head_dim, c.head_dim);
+  if (c.rope_dims % 2 != 0)
+    fail(Errc::kCorrupt, "{}: {}.rope.dimension_count {} must be even", path, arch, c.rope_dims);
+  double base = file.get_float(arch + ".rope.freq_base", 10000.0);
+  double eps = file.get_float(arch + ".attention.layer_norm_rms_epsilon", 1e-5);
+  if (!(base > 1.0 && base < 1e12))
+    fail(Errc::kCorrupt, "{}: {}.rope.freq_base {} is out of range", path, arch, base);
+  if (!(eps > 0.0 && eps < 1.0))
+    fail(Errc::kCorrupt, "{}: {}.attention.layer_norm_rms_epsilon {} is out of range", path, arch, eps);
+  c.rope_freq_base = static_cast<float>(base);
+  c.rms_eps = static_cast<float>(eps);
+
+  const nn::GgufTensor* embd = file.find_tensor("token_embd.weight");
+  if (!embd) fail(Errc::kCorrupt, "{}: missing tensor 'token_embd.weight'", path);
+  if (embd->ne.size() != 2)
+    fail(Errc::kCorrupt, "{}: tensor 'token_embd.weight' has {} dimensions, expected 2", path, embd->ne.size());
+  c.vocab_size = embd->ne[1];
+  model->token_embd_ = load.matrix("token_embd.weight", c.embedding_length, c.vocab_size);
+  int64_t bos = file.get_int("tokenizer.ggml.bos_token_id", -1);
+  int64_t eos = file.get_int("tokenizer.ggml.eos_token_id", -1);
+  c.bos_id = bos >= 0 && bos < c.vocab_size ? static_cast<int32_t>(bos) : -1;
+  c.eos_id = eos >= 0 && eos < c.vocab_size ? static_cast<int32_t>(eos) : -1;
+
+  const int64_t dim = c.embedding_length, ff = c.feed_forward_length;
+  for (int64_t l = 0; l < c.layer_count; ++l) {
+    std::string p = "blk." + std::to_string(l) + ".";
+    LayerWeights w;
+    w.attn_norm = load.vector(p + "attn_norm.weight", dim);
+    w.ffn_norm = load.vector(p + "ffn_norm.weight", dim);
+    w.wq = load.matrix(p + "attn_q.weight", dim, c.q_dim());
+    w.wk = load.matrix(p + "attn_k.weight", dim, c.kv_dim());
+    w.wv = load.matrix(p + "attn_v.weight", dim, c.kv_dim());
+    w.wo = load.matrix(p + "attn_output.weight", c.q_dim(), dim);
+    w.bq = load.optional_vector(p + "attn_q.bias", c.q_dim());
+    w.bk = load.optional_vector(p + "attn_k.bias", c.kv_dim());
+    w.bv = load.optional_vector(p + "attn_v.bias", c.kv_dim());
+    w.gate = load.matrix(p + "ffn_gate.weight", dim, ff);
+    w.up = load.matrix(p + "ffn_up.weight", dim, ff);
+    w.down = load.matrix(p + "ffn_down.weight", ff, dim);
+    model->layers_.push_back(std::move(w));
+  }
+  model->output_norm_ = load.vector("output_norm.weight", dim);
+  model->output_ = file.find_tensor("output.weight") ? load.matrix("output.weight", dim, c.vocab_size)
+                                                     : model->token_embd_;
+  if (file.find("tokenizer.ggml.tokens")) {
+    model->tokenizer_ = nn::Tokenizer::from_gguf(file);
+    if (static_cast<int64_t>(model->tokenizer_->vocab_size()) != c.vocab_size)
+      fail(Errc::kCorrupt, "{}: tokenizer.ggml.tokens has {} tokens but token_embd.weight has {} rows", path,
+           model->tokenizer_->vocab_size(), c.vocab_size);
+    c.bos_id = model->tokenizer_->bos();
+    c.eos_id = model->tokenizer_->eos();
+  }
+  model->weight_type_name_ = std::string(nn::tensor_type_name(model->layers_[0].wq.type));
+  spdlog::info("generate: loaded {} ({}, {} layers, width {}, {} heads / {} KV, context {}, {})", path, arch,
+               c.layer_count, dim, c.head_count, c.head_count_kv, c.context_length, model->weight_type_name_);
+  return model;
+}
+
+void apply_rope(const ModelConfig& c, float* x, int64_t head_count, int64_t pos) {
+  const int64_t pairs = c.rope_dims / 2;
+  // θ_i = pos · base^(-2i / rope_dims), computed in double: positions reach millions and float would lose
+  // the angle's low bits.
+  float cos_sin[2 * 512];
+  std::vector<float> big;
+  float* cs = cos_sin;
+  if (pairs > 512) {
+    big.resize(static_cast<size_t>(2 * pairs));
+    cs = big.data();
+  }
+  for (int64_t i = 0; i < pairs; ++i) {
+    double theta = static_cast<double>(pos) * std::pow(static_cast<double>(c.rope_freq_base),
+                                                       -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dims));
+    cs[2 * i] = static_cast<float>(std::cos(theta));
+    cs[2 * i + 1] = static_cast<float>(std::sin(theta));
+  }
+  for (int64_t h = 0; h < head_count; ++h) {
+    float* v = x + h * c.head_dim;
+    for (int64_t i = 0; i < pairs; ++i) {
+      int64_t a = c.rope_mode == RopeMode::kNormal ? 2 * i : i;
+      int64_t b = c.rope_mode == RopeMode::kNormal ? 2 * i + 1 : i + pairs;
+      float x0 = v[a], x1 = v[b];
+      v[a] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
+      v[b] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
+    }
+  }
+}
+
+void Model::check_batch(const Batch& b) const {
+  const size_t n = b.tokens.size();
+  RAG_ASSERT(n > 0 && b.positions.size() == n && b.kv.size() == n && b.want_logits.size() == n);
+  std::map<const KvBlocks*, int64_t> next;
+  for (size_t i = 0; i < n; ++i) {
+    const KvBlocks* kv = b.kv[i];
+    RAG_ASSERT(kv && kv->layout.layer_count == config_.layer_count && kv->layout.kv_dim == config_.kv_dim());
+    if (b.tokens[i] < 0 || b.tokens[i] >= config_.vocab_size)
+      fail(Errc::kInvalidArgument, "{}: token id {} is outside the vocabulary of {} tokens", file_->path(),
+           b.tokens[i], config_.vocab_size);
+    auto [it, inserted] = next.try_emplace(kv, kv->length);
+    RAG_ASSERT(b.positions[i] == it->second);  // a sequence's tokens continue its cache, in order
+    ++it->second;
+    if (b.positions[i] >= config_.context_length)
+      fail(Errc::kLimit, "{}: position {} is past the model's context length of {} tokens", file_->path(),
+           b.positions[i], config_.context_length);
+    if (b.positions[i] >= kv->capacity())
+      fail(Errc::kLimit, "{}: position {} is past the KV cache's capacity of {} tokens", file_->path(),
+           b.positions[i], kv->capacity());
+  }
+}
+
+void Model::embed(int32_t token, float* out) const {
+  const auto* row = static_cast<const uint8_t*>(token_embd_.data) +
+                    static_cast<size_t>(token) * nn::row_bytes(token_embd_.type, token_embd_.cols);
+  nn::dequantize_row(token_embd_.type, row, out, token_embd_.cols);
+}
+
+void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
+  const int64_t group = c.head_count / c.head_count_kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const int threads = std::max(1, omp_get_max_threads());
+  const int64_t max_len = *std::max_element(b.positions.begin(), b.positions.end()) + 1;
+  s.scores.resize(static_cast<size_t>(threads * max_len));
+  std::fill(s.attn.begin(), s.attn.begin() + n * c.q_dim(), 0.0f);
+  // One task per (token, head); nothing here throws (the batch was checked before the pass started).
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (n * c.head_count > 1)
+  for (int64_t task = 0; task < n * c.head_count; ++task) {
+    const int64_t t = task / c.head_count, h = task % c.head_count;
+    const KvBlocks& kv = *b.kv[static_cast<size_t>(t)];
+    const int64_t len = b.positions[static_cast<size_t>(t)] + 1;
+    const int64_t kv_off = (h / group) * c.head_dim;
+    const float* q = s.q.data() + t * c.q_dim() + h * c.head_dim;
+    float* scores = s.scores.data() + omp_get_thread_num() * max_len;
+    for (int64_t p = 0; p < len; ++p)
+      scores[p] = nn::dot_row(nn::TensorType::kF32, kv.key(layer, p) + kv_off, q, c.head_dim) * scale;
+    nn::softmax(scores, len);
+    float* out = s.attn.data() + t * c.q_dim() + h * c.head_dim;
+    for (int64_t p = 0; p < len; ++p) {
+      const float* v = kv.value(layer, p) + kv_off;
+      const float w = scores[p];
+      for (int64_t d = 0; d < c.head_dim; ++d) out[d] += w * v[d];
+    }
+  }
+}
+
+void Model::forward(const Batch& b, ForwardScratch& s, std::vector<float>& logits) const {
+  check_batch(b);
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
+  const int64_t dim = c.embedding_length, ff = c.feed_forward_length, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  s.x.resize(static_cast<size_t>(n * dim));
+  s.h.resize(static_cast<size_t>(n * std::max(dim, q_dim)));
+  s.q.resize(static_cast<size_t>(n * q_dim));
+  s.k.resize(static_cast<size_t>(n * kv_dim));
+  s.v.resize(static_cast<size_t>(n * kv_dim));
+  s.attn.resize(static_cast<size_t>(n * q_dim));
+  s.ff_gate.resize(static_cast<size_t>(n * ff));
+  s.ff_up.resize(static_cast<size_t>(n * ff));
+
+  // One token takes the matrix-vector kernels (decode is bound by memory bandwidth); several take the
+  // matrix-matrix ones, which load each weight block once per tile of tokens (prefill).
+  auto product = [](const nn::Weights& w, const float* in, float* out, int64_t rows) {
+    if (rows == 1) {
+      nn::matvec(w, in, out);
+    } else {
+      nn::matmul(w, in, rows, out);
+    }
+  };
+  auto add_bias = [n](const std::vector<float>& bias, float* y, int64_t width) {
+    if (bias.empty()) return;
+    for (int64_t t = 0; t < n; ++t) nn::add(y + t * width, bias.data(), y + t * width, width);
+  };
+
+  for (int64_t t = 0; t < n; ++t) embed(b.tokens[static_cast<size_t>(t)], s.x.data() + t * dim);
+
+  for (int64_t l = 0; l < c.layer_count; ++l) {
+    const LayerWeights& w = layers_[static_cast<size_t>(l)];
+    for (int64_t t = 0; t < n; ++t)
+      nn::rms_norm(s.x.data() + t * dim, w.attn_norm.data(), s.h.data() + t * dim, dim, c.rms_eps);
+    product(w.wq, s.h.data(), s.q.data(), n);
+    product(w.wk, s.h.data(), s.k.data(), n);
+    product(w.wv, s.h.data(), s.v.data(), n);
+    add_bias(w.bq, s.q.data(), q_dim);
+    add_bias(w.bk, s.k.data(), kv_dim);
+    add_bias(w.bv, s.v.data(), kv_dim);
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t pos = b.positions[static_cast<size_t>(t)];
+      apply_rope(c, s.q.data() + t * q_dim, c.head_count, pos);
+      apply_rope(c, s.k.data() + t * kv_dim, c.head_count_kv, pos);
+      KvBlocks& kv = *b.kv[static_cast<size_t>(t)];
+      std::copy_n(s.k.data() + t * kv_dim, kv_dim, kv.key(l, pos));
+      std::copy_n(s.v.data() + t * kv_dim, kv_dim, kv.value(l, pos));
+    }
+    attention(b, l, s);
+    product(w.wo, s.attn.data(), s.h.data(), n);
+    nn::add(s.x.data(), s.h.data(), s.x.data(), n * dim);
+
+    for (int64_t t = 0; t < n; ++t)
+      nn::rms_norm(s.x.data() + t * dim, w.ffn_norm.data(), s.h.data() + t * dim, dim, c.rms_eps);
+    product(w.gate, s.h.data(), s.ff_gate.data(), n);
+    product(w.up, s.h.data(), s.ff_up.data(), n);
+    nn::swiglu(s.ff_gate.data(), s.ff_up.data(), s.ff_gate.data(), n * ff);
+    product(w.down, s.ff_gate.data(), s.h.data(), n);
+    nn::add(s.x.data(), s.h.data(), s.x.data(), n * dim);
+  }
+  for (int64_t t = 0; t < n; ++t) {
+    KvBlocks& kv = *b.kv[static_cast<size_t>(t)];
+    kv.length = std::max(kv.length, b.positions[static_cast<size_t>(t)] + 1);
+  }
+
+  int64_t m = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    if (!b.want_logits[static_cast<size_t>(t)]) continue;
+    nn::rms_norm(s.x.data() + t * dim, output_norm_.data(), s.h.data() + m * dim, dim, c.rms_eps);
+    ++m;
+  }
+  logits.resize(static_cast<size_t>(m * c.vocab_size));
+  if (m > 0) product(output_, s.h.data(), logits.data(), m);
+}
+
+}  // namespace rag::generate

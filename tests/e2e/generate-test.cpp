@@ -1,0 +1,91 @@
+// `rag model import-llama2c` and `rag generate` end to end, on real weights: Karpathy's stories260K imported
+// from llama2.c's format must generate, greedily from BOS, exactly the text llama2.c's fp32 run.c prints.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/support/support.h"
+
+namespace rag::test {
+namespace {
+
+const std::string kCheckpoint = "fixtures/stories260k/stories260K.bin";
+const std::string kTokenizer = "fixtures/stories260k/tok512.bin";
+
+TEST(E2eGenerate, Stories260kGreedyMatchesLlama2c) {
+  TempDir dir;
+  const std::string model = dir / "stories260k.gguf";
+  RunResult import = run_rag({"model", "import-llama2c", shared_path(kCheckpoint), shared_path(kTokenizer), model});
+  ASSERT_EQ(import.exit_code, 0) << import.err;
+
+  RunResult run = run_rag({"generate", "--model", model, "--temperature", "0", "--max-tokens", "200"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string expected = read_file(shared_path("fixtures/stories260k/expected_greedy_200.txt"));
+  // The command ends its output with a newline, as llama2.c does; the fixture holds the text alone.
+  EXPECT_EQ(run.out, expected + "\n");
+}
+
+TEST(E2eGenerate, PromptIsContinued) {
+  TempDir dir;
+  const std::string model = dir / "stories260k.gguf";
+  ASSERT_EQ(run_rag({"model", "import-llama2c", shared_path(kCheckpoint), shared_path(kTokenizer), model}).exit_code, 0);
+  // The greedy text from BOS starts "Once upon a time, there was a little girl named Lily."; prompting with
+  // its first words must continue it the same way (prefill in one pass, then decode).
+  RunResult run = run_rag({"generate", "--model", model, "--max-tokens", "12", "Once upon a time,"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out.rfind(" there was a little girl named Lily", 0), 0u) << run.out;
+}
+
+TEST(E2eGenerate, SampledRunsRepeatWithTheirSeed) {
+  TempDir dir;
+  const std::string model = dir / "stories260k.gguf";
+  ASSERT_EQ(run_rag({"model", "import-llama2c", shared_path(kCheckpoint), shared_path(kTokenizer), model}).exit_code, 0);
+  auto sample = [&](const char* seed) {
+    return run_rag({"generate", "--model", model, "--temperature", "1", "--seed", seed, "--max-tokens", "40"});
+  };
+  RunResult a = sample("3"), b = sample("3"), c = sample("4");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+}
+
+// A checkpoint cut short, or with a header that does not describe it, is refused naming the file.
+TEST(E2eGenerate, ImportRejectsBrokenCheckpoints) {
+  TempDir dir;
+  const std::string good = read_file(shared_path(kCheckpoint));
+  struct Case {
+    const char* name;
+    std::string bytes;
+    const char* fragment;
+  };
+  std::string bad_layers = good;
+  bad_layers[8] = 0, bad_layers[9] = 0, bad_layers[10] = 0, bad_layers[11] = 0;  // n_layers = 0
+  const Case cases[] = {
+      {"truncated in the weights", good.substr(0, good.size() / 2), "truncated"},
+      {"truncated in the header", good.substr(0, 10), "header field"},
+      {"trailing bytes", good + "xxxx", "follow the last tensor"},
+      {"zero layers", bad_layers, "n_layers"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    write_file(dir / "bad.bin", c.bytes);
+    RunResult run = run_rag({"model", "import-llama2c", dir / "bad.bin", shared_path(kTokenizer), dir / "out.gguf"});
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_NE(run.err.find("bad.bin"), std::string::npos) << run.err;
+    EXPECT_NE(run.err.find(c.fragment), std::string::npos) << run.err;
+  }
+  const std::string tokenizer = read_file(shared_path(kTokenizer));
+  write_file(dir / "tok.bin", tokenizer.substr(0, tokenizer.size() - 3));
+  RunResult run = run_rag({"model", "import-llama2c", shared_path(kCheckpoint), dir / "tok.bin", dir / "out.gguf"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.err.find("tok.bin"), std::string::npos) << run.err;
+}
+
+TEST(E2eGenerate, MissingModelIsAnError) {
+  RunResult run = run_rag({"generate", "--model", "/nonexistent/model.gguf"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.err.find("/nonexistent/model.gguf"), std::string::npos) << run.err;
+}
+
+}  // namespace
+}  // namespace rag::test
