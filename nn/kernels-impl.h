@@ -63,6 +63,7 @@ struct KernelTable {
   void (*add)(const float* a, const float* b, float* y, int64_t n);
   void (*mul)(const float* a, const float* b, float* y, int64_t n);
   void (*scale)(const float* x, float s, float* y, int64_t n);
+  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
 };
 
 extern const KernelTable kPortableKernels;

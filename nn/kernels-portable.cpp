@@ -153,12 +153,16 @@ void scale(const float* x, float s, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
 }
 
+void axpy(float alpha, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
 }  // namespace
 
 const KernelTable kPortableKernels = {
     "portable", dot_f32,   dot_f16, dot_bf16, dot_q8_0, dot_q4_0,  quantize_q8, row_to_f32,
     matmul_q8,  matmul_q8_scratch_bytes, rms_norm, layer_norm, softmax, silu, swiglu, gelu,
-    gelu_tanh,  add,       mul,     scale,
+    gelu_tanh,  add,       mul,     scale,    axpy,
 };
 
 }  // namespace rag::nn

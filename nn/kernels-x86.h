@@ -366,5 +366,10 @@ void x86_scale(const float* x, float s, float* y, int64_t n) {
   map1(x, y, n, [&](__m256 v) { return _mm256_mul_ps(v, sv); });
 }
 
+void x86_axpy(float alpha, const float* x, float* y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(alpha);
+  map2(x, y, y, n, [&](__m256 u, __m256 v) { return _mm256_fmadd_ps(av, u, v); });
+}
+
 }  // namespace
 }  // namespace rag::nn

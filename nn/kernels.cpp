@@ -282,10 +282,24 @@ void matmul(const Weights& w, const float* x, int64_t n, float* y) {
 }
 
 float dot_row(TensorType type, const void* row, const float* x, int64_t n) {
-  float y = 0.0f;
-  matvec(Weights{type, row, 1, n}, x, &y);
-  return y;
+  check_weights(Weights{type, row, 1, n}, "dot_row");
+  const KernelTable& k = kernels();
+  switch (type) {
+    case TensorType::kF32: return k.dot_f32(static_cast<const float*>(row), x, n);
+    case TensorType::kF16: return k.dot_f16(static_cast<const uint16_t*>(row), x, n);
+    case TensorType::kBF16: return k.dot_bf16(static_cast<const uint16_t*>(row), x, n);
+    case TensorType::kQ8_0:
+    case TensorType::kQ4_0: break;
+  }
+  const QuantizedActivations q = activation_scratch(1, n);
+  k.quantize_q8(x, n, q.qs, q.d, q.ds);
+  const Q8Vector xq{q.qs, q.d, q.ds};
+  return type == TensorType::kQ8_0 ? k.dot_q8_0(static_cast<const BlockQ8_0*>(row), xq, n)
+                                   : k.dot_q4_0(static_cast<const BlockQ4_0*>(row), xq, n);
 }
+
+float dot_f32(const float* a, const float* b, int64_t n) { return kernels().dot_f32(a, b, n); }
+void axpy(float alpha, const float* x, float* y, int64_t n) { kernels().axpy(alpha, x, y, n); }
 
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
   kernels().rms_norm(x, weight, y, n, eps);

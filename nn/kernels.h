@@ -52,6 +52,10 @@ void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y);
 // whole matrices.
 float dot_row(TensorType type, const void* row, const float* x, int64_t n);
 
+// Float vectors, for attention: Σ a[i] b[i], and y += alpha * x.
+float dot_f32(const float* a, const float* b, int64_t n);
+void axpy(float alpha, const float* x, float* y, int64_t n);
+
 // Element-wise helpers on float vectors of n values. Outputs may alias inputs.
 //   rms_norm:   y = x / sqrt(mean(x²) + eps) * weight                      (Llama, Qwen2)
 //   layer_norm: y = (x - mean) / sqrt(var + eps) * weight + bias          (BERT; var is the biased one)

@@ -332,6 +332,15 @@ TEST_F(KernelsTest, HelpersMatchDoublePrecision) {
       scale(x.data(), 0.125f, y.data(), n);
       expect_close(y, want, 0.0, "scale");
 
+      y = b;
+      for (size_t i = 0; i < count; ++i) want[i] = double(b[i]) + 0.75 * x[i];
+      axpy(0.75f, x.data(), y.data(), n);
+      expect_close(y, want, 1e-6, "axpy");
+
+      double xw = 0.0, xw_magnitude = 0.0;
+      for (size_t i = 0; i < count; ++i) xw += double(x[i]) * w[i], xw_magnitude += std::fabs(double(x[i]) * w[i]);
+      EXPECT_NEAR(dot_f32(x.data(), w.data(), n), xw, 1e-5 * xw_magnitude) << "dot_f32";
+
       // In place: outputs may alias inputs.
       std::vector<float> z = x;
       silu(z.data(), z.data(), n);
