@@ -307,6 +307,7 @@ class GgufReaderImpl {
     // The data section starts at the next multiple of the alignment; a file without tensors may end before it.
     const uint64_t alignment = file_.alignment_;
     const uint64_t data_start = pos_ + (alignment - pos_ % alignment) % alignment;
+    file_.data_offset_ = data_start;
     for (auto& t : file_.tensors_) {
       uint64_t begin = 0, end = 0;
       if (__builtin_add_overflow(data_start, t.offset, &begin) || __builtin_add_overflow(begin, t.nbytes, &end) ||

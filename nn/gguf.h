@@ -71,6 +71,10 @@ class GgufFile {
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }
+  // File offset of the data section: tensor t's bytes are at data_offset() + t.offset in the file (past
+  // the end of a file without tensors).
+  uint64_t data_offset() const { return data_offset_; }
+  uint64_t file_size() const { return map_size_; }
 
   // Metadata, in file order (duplicate keys are rejected when reading).
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }
@@ -94,6 +98,7 @@ class GgufFile {
   std::string path_;
   uint32_t version_ = 0;
   size_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
   std::vector<std::pair<std::string, GgufValue>> metadata_;
   std::map<std::string, size_t> metadata_index_;
   std::vector<GgufTensor> tensors_;
