@@ -69,7 +69,9 @@ struct ParsedDocument {
 struct ParseOptions {
   int64_t max_file_bytes = 100ll << 20;     // larger files fail with Errc::kLimit before being read
   double pdf_time_limit_s = 30;             // wall clock for one PDF's extraction (child is killed after)
-  int64_t pdf_memory_limit_bytes = 1ll << 30;  // RLIMIT_AS of the extraction child
+  // RLIMIT_AS of the extraction child, counted on top of the address space it inherits from the parent
+  // at fork (a server with a mapped model already holds gigabytes). Not applied in ASan builds.
+  int64_t pdf_memory_limit_bytes = 1ll << 30;
 };
 
 // Reads, detects and parses one file. Throws rag::Error: kIo (unreadable), kLimit (too large, too slow),

@@ -57,11 +57,18 @@ rlim_t current_address_space() {
 [[noreturn]] void run_child(const std::string& path, int fd, const ParseOptions& options) {
   // poppler and its allocator print to stdout/stderr in places the debug hook does not reach ("Out of
   // memory" before abort); the parent reports one line per failure instead.
+  // If the parent ran with standard streams closed, the pipe may sit on 0-2: move it out of the way.
+  if (fd <= STDERR_FILENO) fd = fcntl(fd, F_DUPFD, STDERR_FILENO + 1);
+  if (fd < 0) _exit(4);
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull >= 0) {
     dup2(devnull, STDOUT_FILENO);
     dup2(devnull, STDERR_FILENO);
   }
+  // Other threads' extraction pipes were inherited by this fork: holding their write ends would keep
+  // those parents from seeing end of stream until this child exits. Keep only our own.
+  if (fd > STDERR_FILENO + 1) close_range(STDERR_FILENO + 1, static_cast<unsigned>(fd) - 1, 0);
+  close_range(static_cast<unsigned>(fd) + 1, ~0u, 0);
 #if !defined(__SANITIZE_ADDRESS__)
   // AddressSanitizer reserves terabytes of shadow address space, so RLIMIT_AS cannot be applied under it;
   // sanitizer builds rely on the CPU and wall-clock limits alone.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <thread>
 
 #include "common/text.h"
 #include "tests/ingest/helpers.h"
@@ -190,6 +191,26 @@ TEST_F(PdfTest, MemoryLimitFailsWithTypedError) {
   // The test process itself is unharmed: a normal extraction still works.
   EXPECT_EQ(parse_pdf(path).page_count, 2);
 #endif
+}
+
+TEST_F(PdfTest, ConcurrentExtractionsFromThreads) {
+  // The ingest job parses files on several threads; each fork must see only its own pipe.
+  std::vector<std::string> paths;
+  for (int i = 0; i < 6; ++i)
+    paths.push_back(write_sample("t" + std::to_string(i) + ".pdf", {"Document " + std::to_string(i), "Second page."},
+                                 "T" + std::to_string(i)));
+  std::vector<std::string> titles(paths.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < paths.size(); ++i)
+    threads.emplace_back([&, i] {
+      try {
+        for (int round = 0; round < 3; ++round) titles[i] = parse_pdf(paths[i]).title;
+      } catch (const std::exception& e) {
+        titles[i] = e.what();
+      }
+    });
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < paths.size(); ++i) EXPECT_EQ(titles[i], "T" + std::to_string(i));
 }
 
 TEST_F(PdfTest, SizeLimitBeforeReading) {
