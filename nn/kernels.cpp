@@ -276,7 +276,12 @@ void matmul(const Weights& w, const float* x, int64_t n, float* y) {
       return;
     case TensorType::kQ8_0:
     case TensorType::kQ4_0:
-      matmul_int8(kernels(), w, x, n, y);
+      // One token gains nothing from packing weight tiles; the matvec kernels read them in place.
+      if (n == 1) {
+        matvec(w, x, y);
+      } else {
+        matmul_int8(kernels(), w, x, n, y);
+      }
       return;
   }
 }
