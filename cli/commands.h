@@ -19,6 +19,7 @@ int cmd_search(int argc, char** argv);
 int cmd_model_info(int argc, char** argv);
 int cmd_model_quantize(int argc, char** argv);
 int cmd_model_import_llama2c(int argc, char** argv);
+int cmd_model_tokenize(int argc, char** argv);
 
 
 }  // namespace rag::cli

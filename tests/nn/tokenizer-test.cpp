@@ -254,7 +254,7 @@ Vocab tiny_bpe() {
   v.model = TokenizerModel::kBpe;
   v.pre = "gpt2";
   v.tokens = {"a", "b", "ab", "c"};
-  v.merges = {"a b", "ab c", "zz", "q r", "a"};  // merges with unknown pieces or no pair are harmless
+  v.merges = {"a b", "zz", "q r", "a"};  // merges with unknown pieces or no pair are harmless
   return v;
 }
 
@@ -270,7 +270,7 @@ TEST(HostileVocab, BadVocabulariesAreRefusedOrTolerated) {
       {"too few types", [](Vocab& v) { v.types = {TokenType::kNormal}; }, Errc::kCorrupt},
       {"unknown pre-tokenizer", [](Vocab& v) { v.pre = "klingon"; }, Errc::kUnsupported},
       {"special ids out of range", [](Vocab& v) { v.bos = 99; v.eos = -7; v.add_bos = true; }, std::nullopt},
-      {"merge into a missing token", [](Vocab& v) { v.merges.insert(v.merges.begin(), "b c"); }, std::nullopt},
+      {"merge into a missing token", [](Vocab& v) { v.merges.push_back("ab c"); }, std::nullopt},
       {"empty token text", [](Vocab& v) { v.tokens.push_back(""); }, std::nullopt},
   };
   for (const Case& c : cases) {
