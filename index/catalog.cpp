@@ -25,6 +25,21 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 10000;
 
+// Maps an SQLite result code to our error code: a damaged file is the operator's to restore, not a bug.
+Errc errc_of(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return Errc::kBusy;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return Errc::kCorrupt;
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY: return Errc::kIo;
+    default: return Errc::kInternal;
+  }
+}
+
 // Migration i brings user_version from i to i + 1.
 constexpr const char* kMigrations[] = {
     R"sql(
@@ -80,8 +95,8 @@ int64_t now_seconds() {
 class Statement {
  public:
   Statement(sqlite3* db, const std::string& path, const char* sql) : db_(db), path_(path) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
-      fail(Errc::kInternal, "{}: cannot prepare statement: {}", path, sqlite3_errmsg(db));
+    if (int rc = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); rc != SQLITE_OK)
+      fail(errc_of(rc), "{}: cannot prepare statement: {}", path, sqlite3_errmsg(db));
   }
   ~Statement() { sqlite3_finalize(stmt_); }
   Statement(const Statement&) = delete;
@@ -98,7 +113,7 @@ class Statement {
     int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    fail(rc == SQLITE_BUSY ? Errc::kBusy : Errc::kInternal, "{}: {}", path_, sqlite3_errmsg(db_));
+    fail(errc_of(rc), "{}: {}", path_, sqlite3_errmsg(db_));
   }
   void run() {
     step();
@@ -172,12 +187,18 @@ struct Catalog::Impl {
   bool in_transaction = false;
   int64_t changes_at_begin = 0;
 
+  // Here rather than in ~Catalog so a constructor that throws after opening still closes the handle.
+  ~Impl() {
+    if (in_transaction) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+
   void exec(const char* sql) {
     char* message = nullptr;
-    if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    if (int rc = sqlite3_exec(db, sql, nullptr, nullptr, &message); rc != SQLITE_OK) {
       std::string text = message ? message : sqlite3_errmsg(db);
       sqlite3_free(message);
-      fail(Errc::kInternal, "{}: {}", path, text);
+      fail(errc_of(rc), "{}: {}", path, text);
     }
   }
   int64_t scalar(const char* sql) {
@@ -207,8 +228,6 @@ Catalog::Catalog(const std::string& path, Mode mode) : impl_(std::make_unique<Im
               SQLITE_OPEN_NOMUTEX;
   if (sqlite3_open_v2(path.c_str(), &impl_->db, flags, nullptr) != SQLITE_OK) {
     std::string message = impl_->db ? sqlite3_errmsg(impl_->db) : "out of memory";
-    sqlite3_close(impl_->db);
-    impl_->db = nullptr;
     fail(mode == Mode::kRead ? Errc::kNotFound : Errc::kIo, "{}: cannot open the catalog: {}", path, message);
   }
   sqlite3_busy_timeout(impl_->db, kBusyTimeoutMs);
@@ -245,10 +264,7 @@ Catalog::Catalog(const std::string& path, Mode mode) : impl_(std::make_unique<Im
   }
 }
 
-Catalog::~Catalog() {
-  if (impl_->in_transaction) sqlite3_exec(impl_->db, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(impl_->db);
-}
+Catalog::~Catalog() = default;
 
 int Catalog::schema_version() const { return static_cast<int>(impl_->scalar("PRAGMA user_version")); }
 

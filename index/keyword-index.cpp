@@ -137,8 +137,11 @@ void KeywordIndex::remove(int64_t chunk_id) {
 void KeywordIndex::remove_all() {
   RAG_ASSERT(impl_->writer.has_value());
   try {
-    // Deleting by the empty term removes every document.
-    impl_->writer->delete_document(std::string());
+    // The empty term's posting list holds every document.
+    std::vector<Xapian::docid> ids;
+    for (auto it = impl_->writer->postlist_begin(std::string()); it != impl_->writer->postlist_end(std::string()); ++it)
+      ids.push_back(*it);
+    for (Xapian::docid id : ids) impl_->writer->delete_document(id);
   } catch (const Xapian::Error& e) {
     fail(Errc::kInternal, "{}: cannot clear: {}", impl_->path, e.get_description());
   }
