@@ -2,9 +2,11 @@
 // kernels-portable.cpp, kernels-avx2.cpp and kernels-avx512.cpp behind one KernelTable each.
 //
 // Threading: OpenMP regions split rows into one contiguous range per thread (a multiple of kRowAlign rows),
-// so each thread streams its own part of the weights once. OpenBLAS (the pthread build on Debian) keeps its
-// own thread pool; it is only called from outside OpenMP regions, so the two pools take turns instead of
-// oversubscribing the cores.
+// so each thread streams its own part of the weights once; called from inside a parallel region, a kernel
+// runs on the calling thread alone. OpenBLAS (the pthread build on Debian) keeps its own thread pool; our
+// sgemm calls come between OpenMP regions, never inside one, so the two pools take turns instead of
+// oversubscribing the cores. (A caller's own parallel region around matmul would still oversubscribe with
+// F32/F16/BF16 weights: the pthread build cannot be pinned to one thread per call.)
 //
 // Scratch: quantized activations and dequantized weight tiles live in thread-local buffers that grow to the
 // largest call and are reused, so a call allocates nothing once warmed up.
@@ -233,7 +235,6 @@ void matvec(const Weights& w, const float* x, float* y) {
 
 void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y) {
   check_weights(w, "matmul");
-  RAG_ASSERT(!omp_in_parallel());
   if (n <= 0 || w.rows == 0) return;
   if (w.cols == 0) {
     std::fill(y, y + n * w.rows, 0.0f);
@@ -258,7 +259,6 @@ void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y) {
 
 void matmul(const Weights& w, const float* x, int64_t n, float* y) {
   check_weights(w, "matmul");
-  RAG_ASSERT(!omp_in_parallel());
   if (n <= 0 || w.rows == 0) return;
   switch (w.type) {
     case TensorType::kF32:

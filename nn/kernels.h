@@ -15,9 +15,9 @@
 // int8 × int8 dot product scaled by both block scales. F32, F16 and BF16 weights meet float activations.
 //
 // Threads: matvec and matmul use OpenMP across rows (static, contiguous ranges: each thread streams its own
-// part of the weights). F32 matmul calls OpenBLAS with its own threads, never from inside an OpenMP region;
-// call matmul from outside parallel regions. No kernel throws inside a parallel region: arguments are
-// checked before it starts.
+// part of the weights); inside a caller's parallel region they run on the calling thread. F32, F16 and BF16
+// matmul call OpenBLAS, which has its own threads: call matmul from outside parallel regions. No kernel
+// throws inside a parallel region: arguments are checked before it starts.
 #pragma once
 
 #include <cstdint>
