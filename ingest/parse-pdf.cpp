@@ -31,6 +31,13 @@ namespace rag::ingest {
 namespace {
 
 constexpr size_t kMaxTitleFromTextBytes = 200;
+constexpr double kMaxTimeLimitS = 24 * 3600;
+
+// The configured limit made safe to convert: NaN and negatives are 0, infinity and huge values a day.
+double time_limit_s(const ParseOptions& options) {
+  double limit = options.pdf_time_limit_s;
+  return limit >= 0 ? std::min(limit, kMaxTimeLimitS) : 0;
+}
 
 struct PdfText {
   std::string title;
@@ -79,7 +86,7 @@ rlim_t current_address_space() {
   }
 #endif
   // The child starts with zero CPU time; SIGXCPU at the soft limit, SIGKILL one second later.
-  rlim_t cpu = static_cast<rlim_t>(std::ceil(std::max(options.pdf_time_limit_s, 0.0))) + 1;
+  rlim_t cpu = static_cast<rlim_t>(std::ceil(time_limit_s(options))) + 1;
   struct rlimit cpu_limit = {cpu, cpu + 1};
   setrlimit(RLIMIT_CPU, &cpu_limit);
   try {
@@ -179,7 +186,7 @@ PdfText extract(const std::string& path, const ParseOptions& options) {
   pipe.close_write();
 
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                     std::chrono::duration<double>(std::max(options.pdf_time_limit_s, 0.0)));
+                                     std::chrono::duration<double>(time_limit_s(options)));
   std::string data;
   bool timed_out = false, too_big = false;
   char buffer[1 << 16];

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <limits>
 #include <thread>
 
 #include "common/text.h"
@@ -173,6 +174,11 @@ TEST_F(PdfTest, WallClockLimitKillsTheChild) {
   expect_error([&] { parse_pdf(path, options); }, Errc::kLimit, "PDF extraction exceeded 0 s");
   // No child is left behind: every extraction child was reaped.
   EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
+  // Out-of-range limits are clamped rather than overflowing the deadline.
+  options.pdf_time_limit_s = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(parse_pdf(path, options).title, "Slow");
+  options.pdf_time_limit_s = std::numeric_limits<double>::quiet_NaN();
+  expect_error([&] { parse_pdf(path, options); }, Errc::kLimit, "exceeded");
 }
 
 TEST_F(PdfTest, MemoryLimitFailsWithTypedError) {
