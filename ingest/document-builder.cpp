@@ -7,6 +7,8 @@ namespace rag::ingest {
 
 namespace {
 
+constexpr size_t kMaxTitleBytes = 512;
+
 std::string trim_code(std::string_view text) {
   size_t end = text.size();
   while (end > 0 && (text[end - 1] == '\n' || text[end - 1] == '\r' || text[end - 1] == ' ' ||
@@ -50,6 +52,12 @@ ParsedDocument DocumentBuilder::finish(std::string_view title, std::string_view 
   if (clean.empty() && heading_title) clean = first_heading_;
   if (clean.empty()) clean = collapse_whitespace(utf8_repair(file_stem(name)));
   if (clean.empty()) clean = std::string(name);
+  if (clean.size() > kMaxTitleBytes) {
+    // A <title> or heading can be arbitrarily long; titles are shown in lists and citations.
+    size_t end = kMaxTitleBytes;
+    while (end > 0 && (static_cast<unsigned char>(clean[end]) & 0xC0) == 0x80) --end;
+    clean.resize(end);
+  }
   doc_.title = std::move(clean);
   return std::move(doc_);
 }

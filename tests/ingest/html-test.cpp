@@ -99,6 +99,13 @@ TEST(Html, Title) {
   EXPECT_EQ(parse_html("<title> Expense &amp; Travel </title><h1>Other</h1>", "a.html").title, "Expense & Travel");
   EXPECT_EQ(parse_html("<p>x</p><h1>First <i>h1</i></h1><h1>Second</h1>", "a.html").title, "First h1");
   EXPECT_EQ(parse_html("<p>no heading</p>", "dir/on-call.html").title, "on-call");
+  // Long titles are cut at a character boundary.
+  std::string long_title;
+  while (long_title.size() < 2000) long_title += "\xC3\xA9t\xC3\xA9 ";
+  ParsedDocument long_doc = parse_html("<title>" + long_title + "</title><p>x</p>", "a.html");
+  EXPECT_LE(long_doc.title.size(), 512u);
+  EXPECT_GT(long_doc.title.size(), 500u);
+  test::expect_well_formed(long_doc);
   // A title inside an SVG is not the page's.
   EXPECT_EQ(parse_html("<svg><title>icon</title></svg><p>x</p>", "dir/p.htm").title, "p");
 }
