@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/text.h"
 #include "nn/gguf.h"
+#include "nn/tokenizer-impl.h"
 #include "tests/support/support.h"
 
 namespace rag::nn {
@@ -246,6 +247,48 @@ TEST(HostileInput, InvalidUtf8IsRepairedBeforeTokenizing) {
     EXPECT_EQ(tokenizer->decode(junk), "") << name;
     EXPECT_EQ(tokenizer->piece(-1), "");
     EXPECT_EQ(tokenizer->token_text(INT32_MAX), "");
+  }
+}
+
+// Pre-tokenizers without a fixture file, checked against what their regexes match (tokenizer-impl.h).
+TEST(PreTokenizer, SplitsAsTheRegexesDo) {
+  struct Case {
+    PreTokenizer kind;
+    std::string text;
+    std::vector<std::string> words;
+  } cases[] = {
+      {PreTokenizer::kGpt2, "Hello, y'all!  ok", {"Hello", ",", " y", "'", "all", "!", " ", " ok"}},
+      {PreTokenizer::kGpt2, "I'll 1234 \n", {"I", "'ll", " 1234", " \n"}},
+      {PreTokenizer::kLlama3, "Hello, y'all! 1234567", {"Hello", ",", " y", "'all", "!", " ", "123", "456", "7"}},
+      {PreTokenizer::kLlama3, "\n\n  x", {"\n\n", " ", " x"}},
+      {PreTokenizer::kLlama3, "I'LL go", {"I", "'LL", " go"}},
+      {PreTokenizer::kLlama3, "a...\n\nb", {"a", "...\n\n", "b"}},
+      {PreTokenizer::kQwen2, "x 123", {"x", " ", "1", "2", "3"}},
+      {PreTokenizer::kDeepseekCoder, "int x=42;\n\u4e2d\u6587ok", {"int", " x", "=", "4", "2", ";", "\n", "\u4e2d\u6587", "ok"}},
+      {PreTokenizer::kStarcoder, "v12 ab", {"v", "1", "2", " ab"}},
+      {PreTokenizer::kDefault, "ab+=12345", {"ab", "+=", "123", "45"}},
+  };
+  for (const Case& c : cases) EXPECT_EQ(pre_tokenize(c.kind, c.text), c.words) << c.text;
+}
+
+TEST(HostileInput, RandomBytesNeverCrashAnyTokenizer) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> byte(0, 255), length(0, 300);
+  std::vector<std::unique_ptr<Tokenizer>> tokenizers;
+  for (const char* name : kFixtures) tokenizers.push_back(load(name));
+  for (int i = 0; i < 300; ++i) {
+    std::string input;
+    for (int n = length(rng); n > 0; --n) input += static_cast<char>(byte(rng));
+    if (i % 3 == 0) input += "<|user|></s><s>[CLS]<|endoftext|>";
+    for (const auto& tokenizer : tokenizers) {
+      for (bool special : {false, true}) {
+        std::vector<int32_t> ids = tokenizer->encode(input, special, special);
+        for (int32_t id : ids) ASSERT_TRUE(id >= 0 && static_cast<size_t>(id) < tokenizer->vocab_size());
+        StreamDecoder stream(*tokenizer, !special);
+        for (int32_t id : ids) ASSERT_TRUE(utf8_valid(stream.push(id)));
+        ASSERT_TRUE(utf8_valid(stream.flush()));
+      }
+    }
   }
 }
 
