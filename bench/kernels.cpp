@@ -137,7 +137,8 @@ void BM_Matvec(benchmark::State& state) {
   }
 }
 
-// Args: type, rows, cols, n tokens, dequantized (1: tiles to F32 + sgemm instead of the int8 path).
+// Args: type, rows, cols, n tokens, dequantized. For Q8_0 and Q4_0 both routes matmul chooses between run:
+// 0 = matmul_int8, 1 = matmul_dequantized (F32 tiles + sgemm). Other types run matmul.
 void BM_Matmul(benchmark::State& state) {
   const auto type = static_cast<TensorType>(state.range(0));
   const int64_t rows = state.range(1), cols = state.range(2), n = state.range(3);
@@ -148,12 +149,15 @@ void BM_Matmul(benchmark::State& state) {
   for (auto _ : state) {
     if (dequantized) {
       matmul_dequantized(w, x.data(), n, y.data());
+    } else if (type == TensorType::kQ8_0 || type == TensorType::kQ4_0) {
+      matmul_int8(w, x.data(), n, y.data());
     } else {
       matmul(w, x.data(), n, y.data());
     }
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetLabel(std::string(tensor_type_name(type)) + (dequantized ? " dequantized+sgemm " : " ") +
+  const bool int8 = !dequantized && (type == TensorType::kQ8_0 || type == TensorType::kQ4_0);
+  state.SetLabel(std::string(tensor_type_name(type)) + (dequantized ? " dequantized+sgemm " : int8 ? " int8 " : " ") +
                  std::string(simd_level_name(simd_level())));
   state.counters["FLOPS"] = benchmark::Counter(2.0 * static_cast<double>(n * rows * cols),
                                                benchmark::Counter::kIsIterationInvariantRate);

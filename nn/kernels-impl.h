@@ -52,6 +52,8 @@ struct KernelTable {
   void (*matmul_q8)(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n,
                     float* y, int64_t ldy, void* scratch);
   int64_t (*matmul_q8_scratch_bytes)(int64_t cols);
+  // Whether matmul_q8 beats converting to F32 for sgemm, so that matmul should take it.
+  bool matmul_q8_preferred;
 
   void (*rms_norm)(const float* x, const float* weight, float* y, int64_t n, float eps);
   void (*layer_norm)(const float* x, const float* weight, const float* bias, float* y, int64_t n, float eps);

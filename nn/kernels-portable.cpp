@@ -161,7 +161,7 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
 
 const KernelTable kPortableKernels = {
     "portable", dot_f32,   dot_f16, dot_bf16, dot_q8_0, dot_q4_0,  quantize_q8, row_to_f32,
-    matmul_q8,  matmul_q8_scratch_bytes, rms_norm, layer_norm, softmax, silu, swiglu, gelu,
+    matmul_q8,  matmul_q8_scratch_bytes, false, rms_norm, layer_norm, softmax, silu, swiglu, gelu,
     gelu_tanh,  add,       mul,     scale,    axpy,
 };
 

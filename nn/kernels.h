@@ -43,8 +43,13 @@ void matvec(const Weights& w, const float* x, float* y);
 // matvec within rounding; faster for n > 1 (prefill, encoders) because each weight block is loaded once
 // per tile of tokens.
 void matmul(const Weights& w, const float* x, int64_t n, float* y);
-// The same product by converting tiles of W to F32 and calling sgemm: what matmul does for F16 and BF16.
-// Public so that benchmarks can hold it against the int8 path matmul takes for Q8_0 and Q4_0.
+// The two routes matmul chooses between for Q8_0 and Q4_0, public for tests and benchmarks:
+//   matmul_int8         X quantized to int8 blocks once, int8 dot products with the weight blocks, as
+//                       matvec does (a VNNI tile kernel at the AVX-512 level); Q8_0 and Q4_0 only.
+//   matmul_dequantized  tiles of W converted to F32, then sgemm; what F16 and BF16 always take.
+// matmul takes matmul_int8 where the level has a tile kernel (AVX-512: 4.6× faster than sgemm) and
+// matmul_dequantized elsewhere (at the AVX2 level the int8 route ran at 0.6× sgemm's speed).
+void matmul_int8(const Weights& w, const float* x, int64_t n, float* y);
 void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y);
 
 // Dot product of one weight row (`n` elements of `type`, in its block layout) with n floats. Quantized

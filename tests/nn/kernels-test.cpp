@@ -8,6 +8,8 @@
 // margin, while a wrong block or lane moves the result by ~M / (K / 32) or more. The int8 kernels may fold a
 // zero offset o out as a separate sum (8 for Q4_0 nibbles, 128 for Q8_0 values made unsigned), so the
 // magnitude 2 o Σ |d_w x_i| of the two cancelling parts joins M.
+#include "nn/kernels.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,7 +18,6 @@
 #include <vector>
 
 #include "common/error.h"
-#include "nn/kernels.h"
 
 namespace rag::nn {
 namespace {
@@ -24,7 +25,9 @@ namespace {
 constexpr TensorType kAllTypes[] = {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0,
                                     TensorType::kQ4_0};
 
-bool is_quantized(TensorType type) { return type == TensorType::kQ8_0 || type == TensorType::kQ4_0; }
+bool is_quantized(TensorType type) {
+  return type == TensorType::kQ8_0 || type == TensorType::kQ4_0;
+}
 
 std::vector<SimdLevel> available_levels() {
   std::vector<SimdLevel> levels;
@@ -55,7 +58,7 @@ struct TestMatrix {
   TensorType type;
   int64_t rows, cols;
   std::vector<uint8_t> bytes;
-  std::vector<float> dequantized;  // what the bytes mean, rows × cols
+  std::vector<float> dequantized;       // what the bytes mean, rows × cols
   std::vector<float> offset_magnitude;  // 2 o |d_w| per element for the quantized types, else 0
 
   Weights weights() const { return Weights{type, bytes.data(), rows, cols}; }
@@ -148,6 +151,7 @@ TEST_F(KernelsTest, MatvecMatchesOracleAtEveryLevel) {
   }
 }
 
+// matmul_int8 for the quantized types (matmul may take the F32 route; the next test bounds that).
 TEST_F(KernelsTest, MatmulEqualsSeparateMatvecs) {
   for (SimdLevel level : available_levels()) {
     set_simd_level(level);
@@ -162,7 +166,11 @@ TEST_F(KernelsTest, MatmulEqualsSeparateMatvecs) {
                                           << rows << "x" << cols << " n=" << n);
           const std::vector<float> x = random_floats(n * cols, static_cast<uint32_t>(n * 17 + cols));
           std::vector<float> y(static_cast<size_t>(n * rows), NAN);
-          matmul(m.weights(), x.data(), n, y.data());
+          if (is_quantized(type)) {
+            matmul_int8(m.weights(), x.data(), n, y.data());
+          } else {
+            matmul(m.weights(), x.data(), n, y.data());
+          }
           std::vector<float> column(static_cast<size_t>(rows));
           for (int64_t t = 0; t < n; ++t) {
             matvec(m.weights(), x.data() + t * cols, column.data());
@@ -179,38 +187,44 @@ TEST_F(KernelsTest, MatmulEqualsSeparateMatvecs) {
 }
 
 // The F32 route for quantized weights meets unquantized activations: each x_i is off by at most half a
-// step d_x / 2 in the int8 path, which bounds the difference between the two routes.
+// step d_x / 2 in the int8 route, which bounds the difference between the two routes; matmul, whichever
+// route it takes, stays within that bound of the float oracle.
 TEST_F(KernelsTest, DequantizedMatmulMatchesFloatOracle) {
-  for (TensorType type : kAllTypes) {
-    for (int64_t n : {1, 5, 33}) {
-      const int64_t rows = 17, cols = 4096 + 32;
-      SCOPED_TRACE(testing::Message() << tensor_type_name(type) << " n=" << n);
-      const TestMatrix m = make_matrix(type, rows, cols, 5);
-      const std::vector<float> x = random_floats(n * cols, 6);
-      std::vector<float> y(static_cast<size_t>(n * rows), NAN), int8(static_cast<size_t>(n * rows), NAN);
-      matmul_dequantized(m.weights(), x.data(), n, y.data());
-      matmul(m.weights(), x.data(), n, int8.data());
-      for (int64_t t = 0; t < n; ++t) {
-        const float* xt = x.data() + t * cols;
-        for (int64_t r = 0; r < rows; ++r) {
-          double sum = 0.0, magnitude = 0.0, quantization = 0.0;
-          for (int64_t i = 0; i < cols; ++i) {
-            const double w = m.dequantized[r * cols + i];
-            sum += w * xt[i];
-            magnitude += std::fabs(w * xt[i]) + m.offset_magnitude[r * cols + i] * std::fabs(xt[i]);
-          }
-          for (int64_t b = 0; b < cols / 32; ++b) {
-            float amax = 0.0f;
-            double w_abs = 0.0;
-            for (int j = 0; j < 32; ++j) {
-              amax = std::fmax(amax, std::fabs(xt[b * 32 + j]));
-              w_abs += std::fabs(m.dequantized[r * cols + b * 32 + j]);
+  for (SimdLevel level : available_levels()) {
+    set_simd_level(level);
+    for (TensorType type : kAllTypes) {
+      for (int64_t n : {1, 5, 33}) {
+        const int64_t rows = 17, cols = 1024 + 32;
+        SCOPED_TRACE(testing::Message()
+                     << simd_level_name(level) << " " << tensor_type_name(type) << " n=" << n);
+        const TestMatrix m = make_matrix(type, rows, cols, 5);
+        const std::vector<float> x = random_floats(n * cols, 6);
+        std::vector<float> y(static_cast<size_t>(n * rows), NAN), chosen(static_cast<size_t>(n * rows), NAN);
+        matmul_dequantized(m.weights(), x.data(), n, y.data());
+        matmul(m.weights(), x.data(), n, chosen.data());
+        for (int64_t t = 0; t < n; ++t) {
+          const float* xt = x.data() + t * cols;
+          for (int64_t r = 0; r < rows; ++r) {
+            double sum = 0.0, magnitude = 0.0, quantization = 0.0;
+            for (int64_t i = 0; i < cols; ++i) {
+              const double w = m.dequantized[r * cols + i];
+              sum += w * xt[i];
+              magnitude += std::fabs(w * xt[i]) + m.offset_magnitude[r * cols + i] * std::fabs(xt[i]);
             }
-            quantization += w_abs * amax / 127.0 / 2.0;
-          }
-          ASSERT_NEAR(y[t * rows + r], sum, 1e-5 * magnitude) << "token " << t << " row " << r;
-          if (is_quantized(type)) {
-            ASSERT_NEAR(int8[t * rows + r], sum, quantization + 1e-5 * magnitude) << "token " << t << " row " << r;
+            for (int64_t b = 0; b < cols / 32; ++b) {
+              float amax = 0.0f;
+              double w_abs = 0.0;
+              for (int j = 0; j < 32; ++j) {
+                amax = std::fmax(amax, std::fabs(xt[b * 32 + j]));
+                w_abs += std::fabs(m.dequantized[r * cols + b * 32 + j]);
+              }
+              quantization += w_abs * amax / 127.0 / 2.0;
+            }
+            ASSERT_NEAR(y[t * rows + r], sum, 1e-5 * magnitude) << "token " << t << " row " << r;
+            if (is_quantized(type)) {
+              ASSERT_NEAR(chosen[t * rows + r], sum, quantization + 1e-5 * magnitude)
+                  << "token " << t << " row " << r;
+            }
           }
         }
       }
@@ -239,6 +253,7 @@ TEST_F(KernelsTest, RejectsRowsThatAreNotWholeBlocks) {
     EXPECT_EQ(e.code(), Errc::kInvalidArgument);
   }
   EXPECT_THROW(matmul(Weights{TensorType::kQ4_0, bytes.data(), 2, 40}, x, 1, y), Error);
+  EXPECT_THROW(matmul_int8(Weights{TensorType::kF16, bytes.data(), 2, 32}, x, 1, y), Error);
 }
 
 TEST_F(KernelsTest, LevelNamesAndCaps) {
@@ -338,7 +353,8 @@ TEST_F(KernelsTest, HelpersMatchDoublePrecision) {
       expect_close(y, want, 1e-6, "axpy");
 
       double xw = 0.0, xw_magnitude = 0.0;
-      for (size_t i = 0; i < count; ++i) xw += double(x[i]) * w[i], xw_magnitude += std::fabs(double(x[i]) * w[i]);
+      for (size_t i = 0; i < count; ++i)
+        xw += double(x[i]) * w[i], xw_magnitude += std::fabs(double(x[i]) * w[i]);
       EXPECT_NEAR(dot_f32(x.data(), w.data(), n), xw, 1e-5 * xw_magnitude) << "dot_f32";
 
       // In place: outputs may alias inputs.
