@@ -23,7 +23,8 @@ std::string markdown_document() {
   std::string out = "---\ntitle: Bench\n---\n";
   for (int i = 0; out.size() < kDocumentBytes; ++i) {
     out += "## Section " + std::to_string(i) + "\n\n";
-    for (int p = 0; p < 3; ++p) out += sentence(i) + "**Bold** text with a [link](http://x/" + std::to_string(p) + ") and `code`.\n\n";
+    for (int p = 0; p < 3; ++p)
+      out += sentence(i) + "**Bold** text with a [link](http://x/" + std::to_string(p) + ") and `code`.\n\n";
     out += "- first item\n  - nested item " + std::to_string(i) + "\n- second item\n\n";
     out += "| Item | Limit |\n|------|------:|\n| Meals | $" + std::to_string(i) + " |\n| Hotel | $200 |\n\n";
   }
@@ -31,12 +32,15 @@ std::string markdown_document() {
 }
 
 std::string html_document() {
-  std::string out = "<!doctype html><html><head><title>Bench</title><script>var x = 1;</script></head><body><nav>n</nav>";
+  std::string out =
+      "<!doctype html><html><head><title>Bench</title><script>var x = 1;</script></head><body><nav>n</nav>";
   for (int i = 0; out.size() < kDocumentBytes; ++i) {
     out += "<h2>Section " + std::to_string(i) + "</h2>";
-    for (int p = 0; p < 3; ++p) out += "<p>" + sentence(i) + "<b>Bold</b> &amp; <a href=\"/x\">link</a>&mdash;done.</p>\n";
+    for (int p = 0; p < 3; ++p)
+      out += "<p>" + sentence(i) + "<b>Bold</b> &amp; <a href=\"/x\">link</a>&mdash;done.</p>\n";
     out += "<ul><li>first<ul><li>nested</li></ul></li><li>second</li></ul>";
-    out += "<table><tr><th>Item</th><th>Limit</th></tr><tr><td>Meals</td><td>$" + std::to_string(i) + "</td></tr></table>\n";
+    out += "<table><tr><th>Item</th><th>Limit</th></tr><tr><td>Meals</td><td>$" + std::to_string(i) +
+           "</td></tr></table>\n";
   }
   return out + "</body></html>";
 }

@@ -25,8 +25,12 @@ namespace {
 
 constexpr size_t kMinMaxBytes = 8;  // room for any UTF-8 character
 
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
-bool is_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+bool is_space(char c) {
+  return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
+bool is_continuation(char c) {
+  return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
+}
 
 struct Piece {
   size_t begin = 0;  // byte range in doc.text
@@ -85,7 +89,8 @@ class Chunker {
     options_.target_bytes = std::clamp<size_t>(options_.target_bytes, 1, options_.max_bytes);
     options_.overlap_bytes = std::min(options_.overlap_bytes, options_.max_bytes / 2);
     for (const Block& block : doc.blocks)
-      if (block.kind == BlockKind::kTableRow && block.header_row) table_headers_.try_emplace(block.table, &block);
+      if (block.kind == BlockKind::kTableRow && block.header_row)
+        table_headers_.try_emplace(block.table, &block);
   }
 
   std::vector<Chunk> run() {
@@ -109,7 +114,8 @@ class Chunker {
 
   size_t piece_limit(const Block& block) const {
     const Block* header = header_for(block);
-    if (header && header->text.size() + 2 <= options_.max_bytes / 2) return options_.max_bytes - header->text.size() - 2;
+    if (header && header->text.size() + 2 <= options_.max_bytes / 2)
+      return options_.max_bytes - header->text.size() - 2;
     return options_.max_bytes;
   }
 
@@ -150,8 +156,10 @@ class Chunker {
   void extend(const Piece& piece) {
     end_ = piece.end;
     last_ = piece;
-    if (piece.block->kind == BlockKind::kHeading) heading_path_ = heading_path();
-    else has_body_ = true;
+    if (piece.block->kind == BlockKind::kHeading)
+      heading_path_ = heading_path();
+    else
+      has_body_ = true;
   }
 
   // Where a chunk starting with `piece` begins when it carries words over from the previous chunk's end;
@@ -161,7 +169,8 @@ class Chunker {
     BlockKind kind = last_.block->kind;
     if (kind == BlockKind::kHeading || kind == BlockKind::kTableRow) return kNoOverlap;
     if (piece.block->kind == BlockKind::kTableRow) return kNoOverlap;
-    size_t low = std::max(last_.begin, last_.end > options_.overlap_bytes ? last_.end - options_.overlap_bytes : 0);
+    size_t low =
+        std::max(last_.begin, last_.end > options_.overlap_bytes ? last_.end - options_.overlap_bytes : 0);
     if (piece.end > options_.max_bytes) low = std::max(low, piece.end - options_.max_bytes);
     for (size_t i = low; i < last_.end; ++i)
       if (!is_space(doc_.text[i]) && (i == last_.begin || is_space(doc_.text[i - 1]))) return i;
@@ -197,16 +206,16 @@ class Chunker {
   const ParsedDocument& doc_;
   ChunkOptions options_;
   std::unordered_map<int, const Block*> table_headers_;  // table index → its first header row
-  std::vector<std::pair<int, std::string>> headings_;   // (level, text) from outermost to innermost
+  std::vector<std::pair<int, std::string>> headings_;    // (level, text) from outermost to innermost
   std::vector<Chunk> chunks_;
   // The chunk being built.
   bool open_ = false;
   bool has_body_ = false;  // holds something other than headings
   size_t begin_ = 0, end_ = 0;
   int page_ = 0;
-  std::string prefix_;     // repeated table header row, or empty
+  std::string prefix_;  // repeated table header row, or empty
   std::string heading_path_;
-  Piece last_;             // the last piece added
+  Piece last_;  // the last piece added
 };
 
 }  // namespace

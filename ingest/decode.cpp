@@ -67,7 +67,9 @@ std::string to_utf8(std::string_view bytes, Encoding encoding) {
   return utf8_repair(bytes);
 }
 
-std::string decode_text(std::string_view bytes) { return to_utf8(bytes, detect_encoding(bytes)); }
+std::string decode_text(std::string_view bytes) {
+  return to_utf8(bytes, detect_encoding(bytes));
+}
 
 bool looks_binary(std::string_view bytes) {
   size_t controls = 0;

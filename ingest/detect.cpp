@@ -14,7 +14,9 @@ namespace {
 
 constexpr size_t kSniffBytes = 1024;
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
 
 bool looks_like_html(std::string_view head) {
   std::string lower = ascii_lower(head.substr(0, std::min(head.size(), kSniffBytes)));
@@ -39,7 +41,8 @@ bool looks_like_html(std::string_view head) {
 // The head may end inside a multi-byte character; that alone must not make it invalid UTF-8.
 bool valid_utf8_prefix(std::string_view head) {
   size_t lead = head.size();
-  while (lead > 0 && head.size() - lead < 3 && (static_cast<unsigned char>(head[lead - 1]) & 0xC0) == 0x80) --lead;
+  while (lead > 0 && head.size() - lead < 3 && (static_cast<unsigned char>(head[lead - 1]) & 0xC0) == 0x80)
+    --lead;
   if (lead > 0) {
     auto b = static_cast<unsigned char>(head[lead - 1]);
     size_t length = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
@@ -52,11 +55,16 @@ bool valid_utf8_prefix(std::string_view head) {
 
 std::string_view doc_type_name(DocType type) {
   switch (type) {
-    case DocType::kText: return "text";
-    case DocType::kMarkdown: return "markdown";
-    case DocType::kHtml: return "html";
-    case DocType::kPdf: return "pdf";
-    case DocType::kUnknown: break;
+    case DocType::kText:
+      return "text";
+    case DocType::kMarkdown:
+      return "markdown";
+    case DocType::kHtml:
+      return "html";
+    case DocType::kPdf:
+      return "pdf";
+    case DocType::kUnknown:
+      break;
   }
   return "unknown";
 }

@@ -11,8 +11,8 @@ constexpr size_t kMaxTitleBytes = 512;
 
 std::string trim_code(std::string_view text) {
   size_t end = text.size();
-  while (end > 0 && (text[end - 1] == '\n' || text[end - 1] == '\r' || text[end - 1] == ' ' ||
-                     text[end - 1] == '\t'))
+  while (end > 0 &&
+         (text[end - 1] == '\n' || text[end - 1] == '\r' || text[end - 1] == ' ' || text[end - 1] == '\t'))
     --end;
   size_t begin = 0;
   while (begin < end && (text[begin] == '\n' || text[begin] == '\r')) ++begin;

@@ -1,7 +1,8 @@
+#include "ingest/markdown-inline.h"
+
 #include <array>
 
 #include "ingest/entities.h"
-#include "ingest/markdown-inline.h"
 
 namespace rag::ingest {
 
@@ -9,7 +10,9 @@ namespace {
 
 constexpr size_t kMaxTrackedRun = 16;  // longer backtick runs are taken literally
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n';
+}
 bool is_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          static_cast<unsigned char>(c) >= 0x80;
@@ -47,7 +50,8 @@ class InlineStripper {
   };
 
   size_t find_cached(Cached& cache, size_t from, char c) {
-    if (cache.found == kUnknown || cache.searched_from > from || (cache.found != kNone && cache.found < from)) {
+    if (cache.found == kUnknown || cache.searched_from > from ||
+        (cache.found != kNone && cache.found < from)) {
       size_t at = text_.find(c, from);
       cache = {from, at == std::string_view::npos ? kNone : at};
     }
@@ -57,7 +61,8 @@ class InlineStripper {
   // Position of the next run of exactly `n` backticks at or after `from`, or kNone.
   size_t find_closing_run(size_t from, size_t n) {
     Cached& cache = closing_run_[n];
-    if (cache.found != kUnknown && cache.searched_from <= from && (cache.found == kNone || cache.found >= from))
+    if (cache.found != kUnknown && cache.searched_from <= from &&
+        (cache.found == kNone || cache.found >= from))
       return cache.found;
     size_t at = from;
     size_t found = kNone;
@@ -111,9 +116,12 @@ class InlineStripper {
       size_t n = run_length(text_, i, c);
       char prev = before(i), next = at(i + n);
       bool drop;
-      if (c == '~') drop = n >= 2 && !(is_space(prev) && is_space(next));
-      else if (c == '*') drop = !(is_space(prev) && is_space(next));
-      else drop = !(is_alnum(prev) && is_alnum(next)) && !(is_space(prev) && is_space(next));
+      if (c == '~')
+        drop = n >= 2 && !(is_space(prev) && is_space(next));
+      else if (c == '*')
+        drop = !(is_space(prev) && is_space(next));
+      else
+        drop = !(is_alnum(prev) && is_alnum(next)) && !(is_space(prev) && is_space(next));
       if (!drop) pending_.append(text_.substr(i, n));
       return i + n;
     }
@@ -129,7 +137,8 @@ class InlineStripper {
       return i + n;
     }
     std::string_view content = text_.substr(i + n, close - i - n);
-    if (content.size() >= 2 && content.front() == ' ' && content.back() == ' ') content = content.substr(1, content.size() - 2);
+    if (content.size() >= 2 && content.front() == ' ' && content.back() == ' ')
+      content = content.substr(1, content.size() - 2);
     flush();
     out_.append(content);
     return close + n;
@@ -165,13 +174,14 @@ class InlineStripper {
     }
     std::string_view inside = text_.substr(i + 1, close - i - 1);
     bool has_space = inside.find_first_of(" \t\n") != std::string_view::npos;
-    if (!has_space && (inside.starts_with("http://") || inside.starts_with("https://") ||
-                       inside.starts_with("mailto:"))) {
+    if (!has_space &&
+        (inside.starts_with("http://") || inside.starts_with("https://") || inside.starts_with("mailto:"))) {
       pending_.append(inside);
       return close + 1;
     }
     char first = at(i + 1);
-    bool tag = (first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z') || first == '/' || first == '!';
+    bool tag =
+        (first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z') || first == '/' || first == '!';
     if (tag && inside.find('<') == std::string_view::npos) return close + 1;
     pending_ += '<';
     return i + 1;
@@ -186,6 +196,8 @@ class InlineStripper {
 
 }  // namespace
 
-std::string strip_inline(std::string_view text) { return InlineStripper(text).run(); }
+std::string strip_inline(std::string_view text) {
+  return InlineStripper(text).run();
+}
 
 }  // namespace rag::ingest

@@ -65,7 +65,8 @@ ParsedDocument parse_file(const std::string& path, const ParseOptions& options) 
   if (type == DocType::kPdf) return parse_pdf(path, options);
   if (type == DocType::kUnknown) {
     std::string ext = file_extension(path);
-    if (ext == ".txt" || ext == ".text" || ext == ".md" || ext == ".markdown" || ext == ".html" || ext == ".htm")
+    if (ext == ".txt" || ext == ".text" || ext == ".md" || ext == ".markdown" || ext == ".html" ||
+        ext == ".htm")
       fail(Errc::kCorrupt, "{}: binary content, not {}", path, ext.substr(1));
     fail(Errc::kUnsupported, "{}: unknown or binary file type", path);
   }
@@ -76,9 +77,12 @@ ParsedDocument parse_file(const std::string& path, const ParseOptions& options) 
   if (int64_t(bytes.size()) > options.max_file_bytes)
     fail(Errc::kLimit, "{}: grew past the limit of {} bytes while being read", path, options.max_file_bytes);
   switch (type) {
-    case DocType::kMarkdown: return parse_markdown(bytes, path);
-    case DocType::kHtml: return parse_html(bytes, path);
-    default: return parse_text(bytes, path);
+    case DocType::kMarkdown:
+      return parse_markdown(bytes, path);
+    case DocType::kHtml:
+      return parse_html(bytes, path);
+    default:
+      return parse_text(bytes, path);
   }
 }
 

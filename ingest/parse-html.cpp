@@ -2,12 +2,14 @@
 // it keeps a stack of open elements (at most kMaxDepth deep, deeper ones are read as text of their
 // ancestor) and turns the text between tags into blocks by the innermost element that gives it a role:
 //
-//   h1-h6 → kHeading   li → kListItem (level = open ul/ol)   pre → kCode   tr → kTableRow   else kParagraph
+//   h1-h6 → kHeading    li → kListItem (level: open ul/ol)    pre → kCode    tr → kTableRow
+//   anything else → kParagraph
 //
 // Contents of script, style, noscript, template, nav, header, footer, aside, svg, iframe, form (and
 // select, button, object) are dropped: they are page furniture, not the document. Everything else
-// block-level (p, div, section, br, …) ends the current block. Each byte is looked at a bounded number
-// of times: unterminated tags, comments and raw text end the document instead of being rescanned.
+// block-level (p, div, section, …) ends the current block; <br> is a line break within it. Each byte is
+// looked at a bounded number of times: unterminated tags, comments and raw text end the document
+// instead of being rescanned.
 #include <algorithm>
 #include <array>
 #include <vector>
@@ -28,8 +30,12 @@ constexpr size_t kMaxDepth = 256;
 constexpr size_t kCharsetSniffBytes = 4096;
 constexpr size_t kMaxTagNameLength = 32;
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+bool is_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 
 template <size_t N>
 bool one_of(std::string_view name, const std::array<std::string_view, N>& names) {
@@ -39,14 +45,15 @@ bool one_of(std::string_view name, const std::array<std::string_view, N>& names)
 constexpr std::array<std::string_view, 14> kDropped = {"script", "style",  "noscript", "template", "nav",
                                                        "header", "footer", "aside",    "svg",      "iframe",
                                                        "form",   "select", "button",   "object"};
-constexpr std::array<std::string_view, 14> kVoid = {"area", "base", "br",   "col",   "embed",  "hr",    "img",
-                                                    "input", "link", "meta", "param", "source", "track", "wbr"};
+constexpr std::array<std::string_view, 14> kVoid = {"area",  "base",   "br",    "col",  "embed",
+                                                    "hr",    "img",    "input", "link", "meta",
+                                                    "param", "source", "track", "wbr"};
 // Elements whose start or end breaks the flow of text into a new block.
 constexpr std::array<std::string_view, 36> kBlock = {
-    "address", "article", "blockquote", "body",  "caption", "dd",   "details", "dialog",
-    "div",     "dl",      "dt",         "fieldset", "figcaption", "figure", "h1", "h2",    "h3",
-    "h4",      "h5",      "h6",         "hr",    "li",      "main",    "ol",   "p",       "pre",
-    "section", "summary", "table",      "tbody", "td",      "tfoot",   "th",   "thead",   "tr",    "ul"};
+    "address", "article", "blockquote", "body",       "caption", "dd", "details", "dialog", "div",
+    "dl",      "dt",      "fieldset",   "figcaption", "figure",  "h1", "h2",      "h3",     "h4",
+    "h5",      "h6",      "hr",         "li",         "main",    "ol", "p",       "pre",    "section",
+    "summary", "table",   "tbody",      "td",         "tfoot",   "th", "thead",   "tr",     "ul"};
 // Raw text elements: their content is not markup.
 constexpr std::array<std::string_view, 5> kRawText = {"script", "style", "textarea", "title", "xmp"};
 
@@ -72,8 +79,8 @@ std::string declared_charset(std::string_view bytes) {
     ++at;
     while (at < tag.size() && (is_space(tag[at]) || tag[at] == '"' || tag[at] == '\'')) ++at;
     size_t stop = at;
-    while (stop < tag.size() && !is_space(tag[stop]) && tag[stop] != '"' && tag[stop] != '\'' && tag[stop] != ';' &&
-           tag[stop] != '/')
+    while (stop < tag.size() && !is_space(tag[stop]) && tag[stop] != '"' && tag[stop] != '\'' &&
+           tag[stop] != ';' && tag[stop] != '/')
       ++stop;
     if (stop > at) return std::string(tag.substr(at, stop - at));
   }
@@ -88,8 +95,8 @@ std::string decode_html_bytes(std::string_view bytes, std::string_view name) {
   if (charset.empty()) return to_utf8(bytes, bom);
   if (charset == "utf-8" || charset == "utf8") return utf8_repair(bytes);
   // Browsers read all of these as windows-1252, which agrees with Latin-1 outside 0x80-0x9F.
-  for (std::string_view single : {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252",
-                                  "us-ascii", "ascii", "iso-8859-15", "x-cp1252"})
+  for (std::string_view single : {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "windows-1252",
+                                  "cp1252", "us-ascii", "ascii", "iso-8859-15", "x-cp1252"})
     if (charset == single) return cp1252_to_utf8(bytes);
   // The name comes from the document: log a bounded, printable form of it.
   std::string shown;
@@ -213,19 +220,26 @@ class HtmlParser {
     if (one_of(name, kVoid) || tag.self_closing) return;
 
     // Implied end tags: a new p, li, dt/dd, tr or cell closes the open one of its kind.
-    if (name == "p") close_implied({"p"}, {});
-    else if (name == "li") close_implied({"li"}, {"ul", "ol"});
-    else if (name == "dt" || name == "dd") close_implied({"dt", "dd"}, {"dl"});
-    else if (name == "tr") close_implied({"tr"}, {"table"});
-    else if (name == "tbody" || name == "tfoot") close_implied({"thead"}, {"table"});
-    else if (name == "td" || name == "th") close_implied({"td", "th"}, {"tr", "table"});
+    if (name == "p")
+      close_implied({"p"}, {});
+    else if (name == "li")
+      close_implied({"li"}, {"ul", "ol"});
+    else if (name == "dt" || name == "dd")
+      close_implied({"dt", "dd"}, {"dl"});
+    else if (name == "tr")
+      close_implied({"tr"}, {"table"});
+    else if (name == "tbody" || name == "tfoot")
+      close_implied({"thead"}, {"table"});
+    else if (name == "td" || name == "th")
+      close_implied({"td", "th"}, {"tr", "table"});
 
     if (stack_.size() >= kMaxDepth) return;  // too deep: read its text as its ancestor's
     stack_.push_back(name);
     on_open(name);
   }
 
-  void close_implied(std::initializer_list<std::string_view> closes, std::initializer_list<std::string_view> scope) {
+  void close_implied(std::initializer_list<std::string_view> closes,
+                     std::initializer_list<std::string_view> scope) {
     for (size_t i = stack_.size(); i-- > 0;) {
       const std::string& open = stack_[i];
       if (std::find(scope.begin(), scope.end(), open) != scope.end()) return;
@@ -256,14 +270,22 @@ class HtmlParser {
   }
 
   void on_open(const std::string& name) {
-    if (one_of(name, kDropped)) ++dropped_;
-    else if (name == "pre") ++in_pre_;
-    else if (name == "ul" || name == "ol") ++list_depth_;
-    else if (name == "li") ++in_li_;
-    else if (int level = heading_level(name)) heading_ = level, ++in_heading_;
-    else if (name == "table") open_table();
-    else if (name == "thead") ++in_thead_;
-    else if (name == "tr" && tables_.size() == 1) row_open_ = true, row_cells_.clear(), row_all_th_ = true;
+    if (one_of(name, kDropped))
+      ++dropped_;
+    else if (name == "pre")
+      ++in_pre_;
+    else if (name == "ul" || name == "ol")
+      ++list_depth_;
+    else if (name == "li")
+      ++in_li_;
+    else if (int level = heading_level(name))
+      heading_ = level, ++in_heading_;
+    else if (name == "table")
+      open_table();
+    else if (name == "thead")
+      ++in_thead_;
+    else if (name == "tr" && tables_.size() == 1)
+      row_open_ = true, row_cells_.clear(), row_all_th_ = true;
     else if ((name == "td" || name == "th") && tables_.size() == 1 && row_open_) {
       row_cells_.emplace_back();
       if (name == "td") row_all_th_ = false;
@@ -272,14 +294,22 @@ class HtmlParser {
 
   void on_close(const std::string& name) {
     if (one_of(name, kBlock)) end_block();  // an implied end inside an inline element's end tag
-    if (one_of(name, kDropped)) --dropped_;
-    else if (name == "pre") --in_pre_;
-    else if (name == "ul" || name == "ol") --list_depth_;
-    else if (name == "li") --in_li_;
-    else if (heading_level(name)) --in_heading_;
-    else if (name == "table") close_table();
-    else if (name == "thead") --in_thead_;
-    else if (name == "tr" && tables_.size() == 1) end_row();
+    if (one_of(name, kDropped))
+      --dropped_;
+    else if (name == "pre")
+      --in_pre_;
+    else if (name == "ul" || name == "ol")
+      --list_depth_;
+    else if (name == "li")
+      --in_li_;
+    else if (heading_level(name))
+      --in_heading_;
+    else if (name == "table")
+      close_table();
+    else if (name == "thead")
+      --in_thead_;
+    else if (name == "tr" && tables_.size() == 1)
+      end_row();
   }
 
   void open_table() {
@@ -326,10 +356,14 @@ class HtmlParser {
       row_cells_.back() += cell;
       return;
     }
-    if (in_pre_ > 0) builder_.add(BlockKind::kCode, text);
-    else if (in_heading_ > 0) builder_.add(BlockKind::kHeading, text, heading_);
-    else if (in_li_ > 0) builder_.add(BlockKind::kListItem, text, std::max(1, list_depth_));
-    else builder_.add(BlockKind::kParagraph, text);
+    if (in_pre_ > 0)
+      builder_.add(BlockKind::kCode, text);
+    else if (in_heading_ > 0)
+      builder_.add(BlockKind::kHeading, text, heading_);
+    else if (in_li_ > 0)
+      builder_.add(BlockKind::kListItem, text, std::max(1, list_depth_));
+    else
+      builder_.add(BlockKind::kParagraph, text);
   }
 
   std::string_view text_;
@@ -339,7 +373,7 @@ class HtmlParser {
   std::vector<std::string> stack_;  // open elements, innermost last
   std::string buffer_;              // decoded text of the current block
   int dropped_ = 0, in_pre_ = 0, in_li_ = 0, list_depth_ = 0, in_heading_ = 0, heading_ = 0, in_thead_ = 0;
-  std::vector<int> tables_;         // open tables; all share the outermost table's index
+  std::vector<int> tables_;  // open tables; all share the outermost table's index
   bool row_open_ = false, row_all_th_ = true;
   std::vector<std::string> row_cells_;
 };

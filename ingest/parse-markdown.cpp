@@ -51,8 +51,10 @@ std::string_view dedent(std::string_view raw, int columns) {
 bool all_of_char(std::string_view s, char c, size_t min_count) {
   size_t count = 0;
   for (char ch : s) {
-    if (ch == c) ++count;
-    else if (ch != ' ' && ch != '\t') return false;
+    if (ch == c)
+      ++count;
+    else if (ch != ' ' && ch != '\t')
+      return false;
   }
   return count >= min_count;
 }
@@ -183,7 +185,8 @@ class MarkdownParser {
 
  private:
   size_t front_matter() {
-    if (lines_.empty() || split_line(lines_[0]).content != "---" || split_line(lines_[0]).indent != 0) return 0;
+    if (lines_.empty() || split_line(lines_[0]).content != "---" || split_line(lines_[0]).indent != 0)
+      return 0;
     for (size_t i = 1; i < lines_.size() && i <= kMaxFrontMatterLines; ++i) {
       Line line = split_line(lines_[i]);
       if (line.indent == 0 && (line.content == "---" || line.content == "...")) {
@@ -191,7 +194,8 @@ class MarkdownParser {
           std::string_view l = lines_[j];
           if (!l.starts_with("title:")) continue;
           std::string_view value = split_line(l.substr(6)).content;
-          if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front())
+          if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+              value.back() == value.front())
             value = value.substr(1, value.size() - 2);
           title_ = std::string(value);
         }
@@ -235,7 +239,8 @@ class MarkdownParser {
     previous_blank_ = false;
 
     if (std::string_view open = fence(line); !open.empty()) return fenced_code(i, line, open);
-    if (line.indent >= 4 && paragraph_.empty() && !item_open_ && list_indents_.empty()) return indented_code(i);
+    if (line.indent >= 4 && paragraph_.empty() && !item_open_ && list_indents_.empty())
+      return indented_code(i);
 
     std::string_view text;
     if (int level = atx_heading(line, text)) {
@@ -244,7 +249,8 @@ class MarkdownParser {
       builder_.add(BlockKind::kHeading, strip_inline(text), level);
       return i + 1;
     }
-    if (!paragraph_.empty() && line.indent <= 3 && (all_of_char(line.content, '=', 1) || all_of_char(line.content, '-', 1)) &&
+    if (!paragraph_.empty() && line.indent <= 3 &&
+        (all_of_char(line.content, '=', 1) || all_of_char(line.content, '-', 1)) &&
         line.content.find(' ') == std::string_view::npos) {
       int level = line.content[0] == '=' ? 1 : 2;
       builder_.add(BlockKind::kHeading, strip_inline(paragraph_), level);
@@ -306,7 +312,8 @@ class MarkdownParser {
   static bool reference_definition(std::string_view content) {
     if (!content.starts_with("[") || content.starts_with("[^")) return false;
     size_t close = content.find("]:");
-    return close != std::string_view::npos && close > 1 && content.substr(1, close - 1).find(']') == std::string_view::npos;
+    return close != std::string_view::npos && close > 1 &&
+           content.substr(1, close - 1).find(']') == std::string_view::npos;
   }
 
   size_t fenced_code(size_t i, const Line& open_line, std::string_view open) {

@@ -132,7 +132,8 @@ bool decode_records(std::string_view data, const std::string& path, PdfText& out
       case 'E': {
         if (length < 1 || length > kMaxPdfMessageBytes) break;
         auto code = static_cast<Errc>(static_cast<unsigned char>(payload[0]));
-        if (code != Errc::kCorrupt && code != Errc::kUnsupported && code != Errc::kLimit) code = Errc::kCorrupt;
+        if (code != Errc::kCorrupt && code != Errc::kUnsupported && code != Errc::kLimit)
+          code = Errc::kCorrupt;
         std::string message = utf8_repair(payload.substr(1));
         fail(code, "{}: {}", path, message);
       }
@@ -151,7 +152,8 @@ bool decode_records(std::string_view data, const std::string& path, PdfText& out
 class Pipe {
  public:
   Pipe() {
-    if (pipe2(fds_, O_CLOEXEC) != 0) fail(Errc::kIo, "cannot create a pipe for PDF extraction: {}", std::strerror(errno));
+    if (pipe2(fds_, O_CLOEXEC) != 0)
+      fail(Errc::kIo, "cannot create a pipe for PDF extraction: {}", std::strerror(errno));
   }
   ~Pipe() {
     close_read();
@@ -178,7 +180,8 @@ PdfText extract(const std::string& path, const ParseOptions& options) {
   using Clock = std::chrono::steady_clock;
   Pipe pipe;
   pid_t pid = fork();
-  if (pid < 0) fail(Errc::kIo, "{}: cannot start PDF extraction: fork failed: {}", path, std::strerror(errno));
+  if (pid < 0)
+    fail(Errc::kIo, "{}: cannot start PDF extraction: fork failed: {}", path, std::strerror(errno));
   if (pid == 0) {
     close(pipe.read_end());
     run_child(path, pipe.write_end(), options);
@@ -216,10 +219,14 @@ PdfText extract(const std::string& path, const ParseOptions& options) {
   bool reaped = false;
   while (!timed_out && !too_big && !reaped) {
     pid_t done = waitpid(pid, &status, WNOHANG);
-    if (done == pid) reaped = true;
-    else if (done < 0 && errno != EINTR) fail(Errc::kInternal, "{}: waitpid failed: {}", path, std::strerror(errno));
-    else if (Clock::now() >= deadline) timed_out = true;
-    else usleep(1000);
+    if (done == pid)
+      reaped = true;
+    else if (done < 0 && errno != EINTR)
+      fail(Errc::kInternal, "{}: waitpid failed: {}", path, std::strerror(errno));
+    else if (Clock::now() >= deadline)
+      timed_out = true;
+    else
+      usleep(1000);
   }
   if (!reaped) {
     kill(pid, SIGKILL);
@@ -228,8 +235,8 @@ PdfText extract(const std::string& path, const ParseOptions& options) {
   }
   if (too_big) fail(Errc::kLimit, "{}: PDF text exceeds {} bytes", path, kMaxPdfTotalBytes);
   if (timed_out)
-    fail(Errc::kLimit, "{}: PDF extraction exceeded {} s (raise pdf_time_limit_s, or the file is malformed)", path,
-         options.pdf_time_limit_s);
+    fail(Errc::kLimit, "{}: PDF extraction exceeded {} s (raise pdf_time_limit_s, or the file is malformed)",
+         path, options.pdf_time_limit_s);
 
   PdfText text;
   bool complete = decode_records(data, path, text);  // throws the child's own error first
@@ -238,7 +245,8 @@ PdfText extract(const std::string& path, const ParseOptions& options) {
     if (sig == SIGXCPU || sig == SIGKILL)
       fail(Errc::kLimit, "{}: PDF extraction exceeded its CPU time limit ({})", path, signal_name(sig));
     fail(Errc::kCorrupt,
-         "{}: PDF extraction crashed ({}): a damaged file, a poppler bug, or more than the memory limit of {} bytes",
+         "{}: PDF extraction crashed ({}): a damaged file, a poppler bug, or more than the memory limit of "
+         "{} bytes",
          path, signal_name(sig), options.pdf_memory_limit_bytes);
   }
   if (!complete || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -292,7 +300,8 @@ ParsedDocument parse_pdf(const std::string& path, const ParseOptions& options) {
   std::string title = collapse_whitespace(utf8_repair(pdf.title));
   if (title.empty()) {
     size_t end = std::min(first_line.size(), kMaxTitleFromTextBytes);
-    while (end < first_line.size() && end > 0 && (static_cast<unsigned char>(first_line[end]) & 0xC0) == 0x80) --end;
+    while (end < first_line.size() && end > 0 && (static_cast<unsigned char>(first_line[end]) & 0xC0) == 0x80)
+      --end;
     title = first_line.substr(0, end);
   }
   spdlog::debug("{}: extracted {} pages", path, pdf.page_count);

@@ -1,13 +1,13 @@
 #include "ingest/pdf-extract.h"
 
+#include <poppler/cpp/poppler-document.h>
+#include <poppler/cpp/poppler-global.h>
+#include <poppler/cpp/poppler-page.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <memory>
 #include <new>
-#include <poppler/cpp/poppler-document.h>
-#include <poppler/cpp/poppler-global.h>
-#include <poppler/cpp/poppler-page.h>
 #include <string_view>
 
 #include "common/error.h"
@@ -78,8 +78,9 @@ void extract_pdf_records(const std::string& path, int fd) {
     }
     int pages = doc->pages();
     if (pages < 0 || static_cast<uint32_t>(pages) > kMaxPdfPages) {
-      write_error(fd, Errc::kLimit, "has " + std::to_string(pages) + " pages, more than the " +
-                                        std::to_string(kMaxPdfPages) + " supported");
+      write_error(fd, Errc::kLimit,
+                  "has " + std::to_string(pages) + " pages, more than the " + std::to_string(kMaxPdfPages) +
+                      " supported");
       return;
     }
     std::string count(4, '\0');

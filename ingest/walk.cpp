@@ -54,9 +54,12 @@ std::string trim(std::string_view s) {
 
 bool valid_principal(std::string_view line) {
   std::string_view name;
-  if (line.starts_with("user:")) name = line.substr(5);
-  else if (line.starts_with("group:")) name = line.substr(6);
-  else return false;
+  if (line.starts_with("user:"))
+    name = line.substr(5);
+  else if (line.starts_with("group:"))
+    name = line.substr(6);
+  else
+    return false;
   if (name.empty() || name.size() > 256) return false;
   for (unsigned char c : name)
     if (c <= ' ' || c == 0x7F) return false;
@@ -110,7 +113,9 @@ std::optional<Acl> read_acl(const std::string& dir) {
 }
 
 // The list for files in `dir`: its own .ragacl when present, else `inherited`.
-Acl folder_acl(const std::string& dir, const Acl& inherited) { return read_acl(dir).value_or(inherited); }
+Acl folder_acl(const std::string& dir, const Acl& inherited) {
+  return read_acl(dir).value_or(inherited);
+}
 
 class Walker {
  public:
@@ -126,8 +131,10 @@ class Walker {
     if (entry.error.empty()) {
       // Opening is the only reliable readability test (ACLs, root, network file systems).
       int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) entry.error = fmt::format("cannot open: {}", std::strerror(errno));
-      else close(fd);
+      if (fd < 0)
+        entry.error = fmt::format("cannot open: {}", std::strerror(errno));
+      else
+        close(fd);
     }
     out_.push_back(std::move(entry));
   }
@@ -181,9 +188,12 @@ class Walker {
         return;
       }
     }
-    if (S_ISDIR(st.st_mode)) walk_dir(path, st, acl);
-    else if (S_ISREG(st.st_mode)) add_file(path, st, acl);
-    else spdlog::debug("{}: skipped, not a regular file or folder", path);
+    if (S_ISDIR(st.st_mode))
+      walk_dir(path, st, acl);
+    else if (S_ISREG(st.st_mode))
+      add_file(path, st, acl);
+    else
+      spdlog::debug("{}: skipped, not a regular file or folder", path);
   }
 
  private:

@@ -10,7 +10,9 @@ namespace {
 
 using test::expect_error;
 
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\n' || c == '\t';
+}
 
 // A document from blocks, laid out as the parsers do.
 ParsedDocument make_doc(std::vector<Block> blocks) {
@@ -27,8 +29,12 @@ ParsedDocument make_doc(std::vector<Block> blocks) {
   return doc;
 }
 
-Block heading(std::string text, int level) { return {.kind = BlockKind::kHeading, .text = std::move(text), .level = level}; }
-Block para(std::string text, int page = 0) { return {.kind = BlockKind::kParagraph, .text = std::move(text), .page = page}; }
+Block heading(std::string text, int level) {
+  return {.kind = BlockKind::kHeading, .text = std::move(text), .level = level};
+}
+Block para(std::string text, int page = 0) {
+  return {.kind = BlockKind::kParagraph, .text = std::move(text), .page = page};
+}
 Block row(std::string text, int table, bool header = false) {
   return {.kind = BlockKind::kTableRow, .text = std::move(text), .table = table, .header_row = header};
 }
@@ -40,7 +46,8 @@ std::string words(int count, const std::string& stem = "word") {
 }
 
 // The slow oracle: every invariant stated at the top of ingest/chunk.cpp, checked from the outside.
-void expect_chunk_invariants(const ParsedDocument& doc, const std::vector<Chunk>& chunks, const ChunkOptions& options) {
+void expect_chunk_invariants(const ParsedDocument& doc, const std::vector<Chunk>& chunks,
+                             const ChunkOptions& options) {
   std::vector<bool> covered(doc.text.size(), false);
   for (size_t i = 0; i < chunks.size(); ++i) {
     const Chunk& c = chunks[i];
@@ -82,21 +89,23 @@ void expect_chunk_invariants(const ParsedDocument& doc, const std::vector<Chunk>
 }
 
 TEST(Chunk, HeadingsStartChunksAndBuildPaths) {
-  ParsedDocument doc = make_doc({heading("Handbook", 1), para("Intro text."), heading("Travel", 2), para("Book early."),
-                                 heading("Hotels", 3), para("Max 200."), heading("Expenses", 2), para("Keep receipts."),
-                                 heading("Appendix", 1), heading("Forms", 2), para("Form A.")});
+  ParsedDocument doc =
+      make_doc({heading("Handbook", 1), para("Intro text."), heading("Travel", 2), para("Book early."),
+                heading("Hotels", 3), para("Max 200."), heading("Expenses", 2), para("Keep receipts."),
+                heading("Appendix", 1), heading("Forms", 2), para("Form A.")});
   ChunkOptions options;
   std::vector<Chunk> chunks = chunk_document(doc, options);
   expect_chunk_invariants(doc, chunks, options);
   struct Expected {
     std::string text, path;
   };
-  std::vector<Expected> expected = {{"Handbook\n\nIntro text.", "Handbook"},
-                                    {"Travel\n\nBook early.", "Handbook > Travel"},
-                                    {"Hotels\n\nMax 200.", "Handbook > Travel > Hotels"},
-                                    {"Expenses\n\nKeep receipts.", "Handbook > Expenses"},
-                                    // Consecutive headings share a chunk, so the parent's words are searchable.
-                                    {"Appendix\n\nForms\n\nForm A.", "Appendix > Forms"}};
+  std::vector<Expected> expected = {
+      {"Handbook\n\nIntro text.", "Handbook"},
+      {"Travel\n\nBook early.", "Handbook > Travel"},
+      {"Hotels\n\nMax 200.", "Handbook > Travel > Hotels"},
+      {"Expenses\n\nKeep receipts.", "Handbook > Expenses"},
+      // Consecutive headings share a chunk, so the parent's words are searchable.
+      {"Appendix\n\nForms\n\nForm A.", "Appendix > Forms"}};
   ASSERT_EQ(chunks.size(), expected.size());
   for (size_t i = 0; i < chunks.size(); ++i) {
     EXPECT_EQ(chunks[i].text, expected[i].text);
@@ -136,7 +145,8 @@ TEST(Chunk, TableHeaderRepeatedAndRowsWhole) {
   std::vector<Block> blocks = {heading("Limits", 2), para("The table below lists limits.")};
   blocks.push_back(row("Category | Daily limit | Approver", 0, true));
   for (int i = 0; i < 40; ++i)
-    blocks.push_back(row("Category " + std::to_string(i) + " | $" + std::to_string(10 * i) + " | manager", 0));
+    blocks.push_back(
+        row("Category " + std::to_string(i) + " | $" + std::to_string(10 * i) + " | manager", 0));
   blocks.push_back(para("After the table."));
   ParsedDocument doc = make_doc(blocks);
   ChunkOptions options{.target_bytes = 200, .max_bytes = 400, .overlap_bytes = 50};
@@ -146,7 +156,8 @@ TEST(Chunk, TableHeaderRepeatedAndRowsWhole) {
   size_t rows_seen = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
     const Chunk& c = chunks[i];
-    bool has_row = c.text.find("Category ") != std::string::npos && c.text.find(" | manager") != std::string::npos;
+    bool has_row =
+        c.text.find("Category ") != std::string::npos && c.text.find(" | manager") != std::string::npos;
     if (i > 0 && has_row) {
       EXPECT_TRUE(c.text.starts_with("Category | Daily limit | Approver\n\n")) << c.text;
     }
@@ -166,7 +177,8 @@ TEST(Chunk, TableHeaderRepeatedAndRowsWhole) {
 
 TEST(Chunk, OversizedBlockSplitsAtSentencesThenWords) {
   std::string sentences;
-  for (int i = 0; i < 60; ++i) sentences += "This is sentence number " + std::to_string(i) + " of a long paragraph. ";
+  for (int i = 0; i < 60; ++i)
+    sentences += "This is sentence number " + std::to_string(i) + " of a long paragraph. ";
   ParsedDocument doc = make_doc({para(collapse_whitespace(sentences)), para(words(300))});
   ChunkOptions options{.target_bytes = 200, .max_bytes = 300, .overlap_bytes = 0};
   std::vector<Chunk> chunks = chunk_document(doc, options);
@@ -191,7 +203,8 @@ TEST(Chunk, OverlongWordHardSplitAtCharacterBoundary) {
 }
 
 TEST(Chunk, PageOfFirstBlock) {
-  ParsedDocument doc = make_doc({para(words(20, "one"), 1), para(words(20, "two"), 2), para(words(20, "three"), 3)});
+  ParsedDocument doc =
+      make_doc({para(words(20, "one"), 1), para(words(20, "two"), 2), para(words(20, "three"), 3)});
   ChunkOptions options{.target_bytes = 200, .max_bytes = 400, .overlap_bytes = 0};
   std::vector<Chunk> chunks = chunk_document(doc, options);
   expect_chunk_invariants(doc, chunks, options);
@@ -208,8 +221,9 @@ TEST(Chunk, InvalidOptions) {
 
 // Random documents: mixed blocks and scripts, random sizes and options; the oracle checks every chunk.
 TEST(Chunk, RandomDocumentsKeepInvariants) {
-  const std::vector<std::string> alphabet = {"a", "b", "z", "Q", "1", ".", ",", "\xC3\xA9", "\xE2\x82\xAC",
-                                             "\xF0\x9F\x98\x80", "\xE4\xB8\xAD", "-", "!", "?"};
+  const std::vector<std::string> alphabet = {
+      "a", "b", "z", "Q", "1", ".", ",", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "\xE4\xB8\xAD",
+      "-", "!", "?"};
   std::mt19937 rng(12345);
   for (int iteration = 0; iteration < 300; ++iteration) {
     std::vector<Block> blocks;
@@ -224,14 +238,17 @@ TEST(Chunk, RandomDocumentsKeepInvariants) {
         for (int k = 0; k < length; ++k) text += alphabet[rng() % alphabet.size()];
       }
       switch (rng() % 6) {
-        case 0: blocks.push_back(heading(text.substr(0, 40 + rng() % 40), 1 + rng() % 6)); break;
+        case 0:
+          blocks.push_back(heading(text.substr(0, 40 + rng() % 40), 1 + rng() % 6));
+          break;
         case 1: {
           bool start = table < 0 || blocks.empty() || blocks.back().kind != BlockKind::kTableRow;
           if (start) ++table;
           blocks.push_back(row(text.substr(0, 20 + rng() % 200), std::max(table, 0), start && rng() % 2));
           break;
         }
-        default: blocks.push_back(para(text, 1 + b / 5));
+        default:
+          blocks.push_back(para(text, 1 + b / 5));
       }
     }
     // The text of a heading built from substr may end mid-character; repair it as a parser would.

@@ -34,17 +34,23 @@ struct BlockView {
 inline std::vector<BlockView> views(const ParsedDocument& doc) {
   std::vector<BlockView> out;
   for (const Block& b : doc.blocks)
-    out.push_back({b.kind, b.text, b.kind == BlockKind::kHeading || b.kind == BlockKind::kListItem ? b.level : 0});
+    out.push_back(
+        {b.kind, b.text, b.kind == BlockKind::kHeading || b.kind == BlockKind::kListItem ? b.level : 0});
   return out;
 }
 
 inline std::string kind_name(BlockKind kind) {
   switch (kind) {
-    case BlockKind::kHeading: return "heading";
-    case BlockKind::kParagraph: return "paragraph";
-    case BlockKind::kListItem: return "item";
-    case BlockKind::kCode: return "code";
-    case BlockKind::kTableRow: return "row";
+    case BlockKind::kHeading:
+      return "heading";
+    case BlockKind::kParagraph:
+      return "paragraph";
+    case BlockKind::kListItem:
+      return "item";
+    case BlockKind::kCode:
+      return "code";
+    case BlockKind::kTableRow:
+      return "row";
   }
   return "?";
 }

@@ -38,8 +38,7 @@ INSTANTIATE_TEST_SUITE_P(
         HtmlCase{"headings_and_paragraphs",
                  "<h1>Top</h1><p>One <b>bold</b>\n word.</p><h3 class=x>Deep</h3><p>Two",
                  {{H, "Top", 1}, {P, "One bold word."}, {H, "Deep", 3}, {P, "Two"}}},
-        HtmlCase{"implied_paragraph_ends", "<p>a<p>b<div>c</div>d",
-                 {{P, "a"}, {P, "b"}, {P, "c"}, {P, "d"}}},
+        HtmlCase{"implied_paragraph_ends", "<p>a<p>b<div>c</div>d", {{P, "a"}, {P, "b"}, {P, "c"}, {P, "d"}}},
         HtmlCase{"lists_nested",
                  "<ul><li>a<li>b<ul><li>b1</li></ul></li><li>c</ul><ol><li>one</ol>",
                  {{L, "a", 1}, {L, "b", 1}, {L, "b1", 2}, {L, "c", 1}, {L, "one", 1}}},
@@ -49,22 +48,26 @@ INSTANTIATE_TEST_SUITE_P(
                  "<table><tr><th>Item</th><th>Limit</th></tr><tr><td>Meals</td><td>$50</td></tr>"
                  "<tr><td><p>Hotel</p> room</td><td>$200</td></tr></table><p>after</p>",
                  {{R, "Item | Limit"}, {R, "Meals | $50"}, {R, "Hotel room | $200"}, {P, "after"}}},
-        HtmlCase{"table_implied_ends", "<table><tr><td>a<td>b<tr><td>c<td>d</table>",
+        HtmlCase{"table_implied_ends",
+                 "<table><tr><td>a<td>b<tr><td>c<td>d</table>",
                  {{R, "a | b"}, {R, "c | d"}}},
-        HtmlCase{"dropped_furniture",
-                 "<nav><a href=/>Home</a></nav><header>Site header</header><script>var x = '<p>no</p>';</script>"
-                 "<style>p { color: red }</style><noscript>enable js</noscript><template><p>tpl</p></template>"
-                 "<aside>ad</aside><svg><title>icon</title><text>svg text</text></svg><iframe>frame</iframe>"
-                 "<form><label>Name</label><input></form><p>kept</p><footer>(c) site</footer>",
-                 {{P, "kept"}}},
+        HtmlCase{
+            "dropped_furniture",
+            "<nav><a href=/>Home</a></nav><header>Site header</header><script>var x = '<p>no</p>';</script>"
+            "<style>p { color: red }</style><noscript>enable js</noscript><template><p>tpl</p></template>"
+            "<aside>ad</aside><svg><title>icon</title><text>svg text</text></svg><iframe>frame</iframe>"
+            "<form><label>Name</label><input></form><p>kept</p><footer>(c) site</footer>",
+            {{P, "kept"}}},
         HtmlCase{"script_end_tag_case_insensitive", "<SCRIPT>a</b></ScRiPt ><p>after</p>", {{P, "after"}}},
-        HtmlCase{"comments_and_doctype", "<!DOCTYPE html><!-- <p>hidden</p> --><?xml x?><p>shown</p>",
+        HtmlCase{"comments_and_doctype",
+                 "<!DOCTYPE html><!-- <p>hidden</p> --><?xml x?><p>shown</p>",
                  {{P, "shown"}}},
         HtmlCase{"named_entities",
                  "<p>&amp; &lt; &gt; &quot; &apos; &nbsp;x &mdash; &ndash; &hellip; &copy; &reg; &rsquo; "
                  "&lsquo; &ldquo; &rdquo; &eacute; &euro; &bogus; &amp</p>",
-                 {{P, "& < > \" ' x \xE2\x80\x94 \xE2\x80\x93 \xE2\x80\xA6 \xC2\xA9 \xC2\xAE \xE2\x80\x99 "
-                      "\xE2\x80\x98 \xE2\x80\x9C \xE2\x80\x9D \xC3\xA9 \xE2\x82\xAC &bogus; &"}}},
+                 {{P,
+                   "& < > \" ' x \xE2\x80\x94 \xE2\x80\x93 \xE2\x80\xA6 \xC2\xA9 \xC2\xAE \xE2\x80\x99 "
+                   "\xE2\x80\x98 \xE2\x80\x9C \xE2\x80\x9D \xC3\xA9 \xE2\x82\xAC &bogus; &"}}},
         HtmlCase{"numeric_entities",
                  "<p>&#65;&#x42;&#X43; &#8212; &#0; &#xD800; &#x110000; &#150; &#99999999999999;</p>",
                  {{P, "ABC \xE2\x80\x94 \xEF\xBF\xBD \xEF\xBF\xBD \xEF\xBF\xBD \xE2\x80\x93 \xEF\xBF\xBD"}}},
@@ -77,7 +80,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Html, TableHeaderRowsFlagged) {
   ParsedDocument doc = parse_html(
-      "<table><thead><tr><td>h1</td><td>h2</td></tr></thead><tbody><tr><td>a</td><td>b</td></tr></tbody></table>"
+      "<table><thead><tr><td>h1</td><td>h2</td></tr></thead><tbody><tr><td>a</td><td>b</td></tr></tbody></"
+      "table>"
       "<table><tr><th>k</th><td>v</td></tr></table>",
       "t.html");
   ASSERT_EQ(doc.blocks.size(), 3u);
@@ -90,13 +94,14 @@ TEST(Html, TableHeaderRowsFlagged) {
 }
 
 TEST(Html, NestedTableIsTextOfTheOuterCell) {
-  ParsedDocument doc =
-      parse_html("<table><tr><td>outer<table><tr><td>inner</td></tr></table></td><td>x</td></tr></table>", "n.html");
+  ParsedDocument doc = parse_html(
+      "<table><tr><td>outer<table><tr><td>inner</td></tr></table></td><td>x</td></tr></table>", "n.html");
   EXPECT_EQ(views(doc), (std::vector<BlockView>{{R, "outer inner | x"}}));
 }
 
 TEST(Html, Title) {
-  EXPECT_EQ(parse_html("<title> Expense &amp; Travel </title><h1>Other</h1>", "a.html").title, "Expense & Travel");
+  EXPECT_EQ(parse_html("<title> Expense &amp; Travel </title><h1>Other</h1>", "a.html").title,
+            "Expense & Travel");
   EXPECT_EQ(parse_html("<p>x</p><h1>First <i>h1</i></h1><h1>Second</h1>", "a.html").title, "First h1");
   EXPECT_EQ(parse_html("<p>no heading</p>", "dir/on-call.html").title, "on-call");
   // Long titles are cut at a character boundary.
@@ -128,9 +133,10 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, HtmlCharsetTest,
     testing::Values(
         CharsetCase{"meta_charset_latin1", "<meta charset=\"ISO-8859-1\"><p>caf\xE9</p>", "caf\xC3\xA9"},
-        CharsetCase{"http_equiv_cp1252",
-                    "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1252\"><p>\x93q\x94</p>",
-                    "\xE2\x80\x9Cq\xE2\x80\x9D"},
+        CharsetCase{
+            "http_equiv_cp1252",
+            "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1252\"><p>\x93q\x94</p>",
+            "\xE2\x80\x9Cq\xE2\x80\x9D"},
         CharsetCase{"meta_utf8_repairs_invalid", "<meta charset=utf-8><p>caf\xC3\xA9 \xFF</p>",
                     "caf\xC3\xA9 \xEF\xBF\xBD"},
         CharsetCase{"undeclared_valid_utf8", "<p>\xC3\xA9t\xC3\xA9</p>", "\xC3\xA9t\xC3\xA9"},

@@ -46,32 +46,39 @@ INSTANTIATE_TEST_SUITE_P(
                      {{P, "line one line two"}, {P, "after break"}}},
         MarkdownCase{"nested_lists",
                      "- a\n- b\n  - b1\n    - b1x\n  - b2\n- c\n\n1. first\n2) second",
-                     {{L, "a", 1}, {L, "b", 1}, {L, "b1", 2}, {L, "b1x", 3}, {L, "b2", 2}, {L, "c", 1},
-                      {L, "first", 1}, {L, "second", 1}}},
+                     {{L, "a", 1},
+                      {L, "b", 1},
+                      {L, "b1", 2},
+                      {L, "b1x", 3},
+                      {L, "b2", 2},
+                      {L, "c", 1},
+                      {L, "first", 1},
+                      {L, "second", 1}}},
         MarkdownCase{"list_item_continuation",
                      "* item starts\n  and continues\n* [x] done task",
                      {{L, "item starts and continues", 1}, {L, "done task", 1}}},
         MarkdownCase{"fenced_code",
                      "text\n```cpp\nint main() {\n  return 0;\n}\n```\nafter",
                      {{P, "text"}, {C, "int main() {\n  return 0;\n}"}, {P, "after"}}},
-        MarkdownCase{"tilde_fence_keeps_markup",
-                     "~~~\n# not a heading\n*raw*\n~~~",
-                     {{C, "# not a heading\n*raw*"}}},
+        MarkdownCase{
+            "tilde_fence_keeps_markup", "~~~\n# not a heading\n*raw*\n~~~", {{C, "# not a heading\n*raw*"}}},
         MarkdownCase{"unclosed_fence_runs_to_end", "```\ncode\n", {{C, "code"}}},
         MarkdownCase{"indented_code",
                      "para\n\n    ls -la\n      nested\n\nback",
                      {{P, "para"}, {C, "ls -la\n  nested"}, {P, "back"}}},
-        MarkdownCase{"table",
-                     "| Item | Limit |\n|:-----|------:|\n| Meals | $50 |\n| Hotel \\| room | $200 |\n\nafter",
-                     {{R, "Item | Limit"}, {R, "Meals | $50"}, {R, "Hotel | room | $200"}, {P, "after"}}},
-        MarkdownCase{"table_without_outer_pipes",
-                     "a | b\n--- | ---\n1 | **2**",
-                     {{R, "a | b"}, {R, "1 | 2"}}},
-        MarkdownCase{"inline_markup",
-                     "Some **bold**, _em_, ~~gone~~ and `a*b` with [link text](http://x.y \"t\"), "
-                     "![alt text](img.png), <https://auto.link>, <span>html</span>, snake_case_name and 2 * 3.",
-                     {{P, "Some bold, em, gone and a*b with link text, alt text, https://auto.link, html, "
-                          "snake_case_name and 2 * 3."}}},
+        MarkdownCase{
+            "table",
+            "| Item | Limit |\n|:-----|------:|\n| Meals | $50 |\n| Hotel \\| room | $200 |\n\nafter",
+            {{R, "Item | Limit"}, {R, "Meals | $50"}, {R, "Hotel | room | $200"}, {P, "after"}}},
+        MarkdownCase{
+            "table_without_outer_pipes", "a | b\n--- | ---\n1 | **2**", {{R, "a | b"}, {R, "1 | 2"}}},
+        MarkdownCase{
+            "inline_markup",
+            "Some **bold**, _em_, ~~gone~~ and `a*b` with [link text](http://x.y \"t\"), "
+            "![alt text](img.png), <https://auto.link>, <span>html</span>, snake_case_name and 2 * 3.",
+            {{P,
+              "Some bold, em, gone and a*b with link text, alt text, https://auto.link, html, "
+              "snake_case_name and 2 * 3."}}},
         MarkdownCase{"escapes_and_entities",
                      "\\*not em\\* &amp; &copy; &#x2014; \\&amp;",
                      {{P, "*not em* & \xC2\xA9 \xE2\x80\x94 &amp;"}}},
@@ -83,7 +90,8 @@ INSTANTIATE_TEST_SUITE_P(
     [](const testing::TestParamInfo<MarkdownCase>& info) { return info.param.name; });
 
 TEST(Markdown, TableHeaderRowFlaggedAndTablesNumbered) {
-  ParsedDocument doc = parse_markdown("| a | b |\n|---|---|\n| 1 | 2 |\n\ntext\n\n| c |\n|---|\n| 3 |\n", "t.md");
+  ParsedDocument doc =
+      parse_markdown("| a | b |\n|---|---|\n| 1 | 2 |\n\ntext\n\n| c |\n|---|\n| 3 |\n", "t.md");
   ASSERT_EQ(doc.blocks.size(), 5u);
   EXPECT_TRUE(doc.blocks[0].header_row);
   EXPECT_EQ(doc.blocks[0].table, 0);
@@ -96,7 +104,8 @@ TEST(Markdown, TableHeaderRowFlaggedAndTablesNumbered) {
 }
 
 TEST(Markdown, TitleFromFrontMatterThenHeadingThenFileName) {
-  ParsedDocument front = parse_markdown("---\nauthor: x\ntitle: \"Travel Policy\"\n---\n# Heading\nbody", "a/b.md");
+  ParsedDocument front =
+      parse_markdown("---\nauthor: x\ntitle: \"Travel Policy\"\n---\n# Heading\nbody", "a/b.md");
   EXPECT_EQ(front.title, "Travel Policy");
   EXPECT_EQ(views(front), (std::vector<BlockView>{{H, "Heading", 1}, {P, "body"}}));
 

@@ -37,11 +37,11 @@ std::string hand_made_pdf(const std::vector<std::string>& objects, const std::st
   return pdf;
 }
 
-std::string text_page_objects_pdf(const std::string& trailer_extra, std::vector<std::string> extra_objects = {}) {
+std::string text_page_objects_pdf(const std::string& trailer_extra,
+                                  std::vector<std::string> extra_objects = {}) {
   std::string content = "BT /F1 12 Tf 20 100 Td (Hello from a hand made PDF) Tj ET";
   std::vector<std::string> objects = {
-      "<< /Type /Catalog /Pages 2 0 R >>",
-      "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+      "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
       "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R "
       "/Resources << /Font << /F1 5 0 R >> >> >>",
       "<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content + "\nendstream",
@@ -52,7 +52,8 @@ std::string text_page_objects_pdf(const std::string& trailer_extra, std::vector<
 
 class PdfTest : public testing::Test {
  protected:
-  std::string write_sample(const std::string& name, const std::vector<std::string>& pages, const std::string& title) {
+  std::string write_sample(const std::string& name, const std::vector<std::string>& pages,
+                           const std::string& title) {
     std::string path = dir_ / name;
     rag::test::write_pdf(path, pages, title);
     return path;
@@ -61,12 +62,13 @@ class PdfTest : public testing::Test {
 };
 
 TEST_F(PdfTest, PagesTitleAndParagraphs) {
-  std::string path = write_sample(
-      "handbook.pdf",
-      {"Welcome to Northwind\n\nThe first page has two paragraphs. This one is long enough that the PDF writer "
-       "has to wrap it over more than one line of the page, which extraction must join again.",
-       "Page two talks about expenses.", "Page three is about on-call rotations."},
-      "Employee Handbook");
+  std::string path =
+      write_sample("handbook.pdf",
+                   {"Welcome to Northwind\n\nThe first page has two paragraphs. This one is long enough that "
+                    "the PDF writer "
+                    "has to wrap it over more than one line of the page, which extraction must join again.",
+                    "Page two talks about expenses.", "Page three is about on-call rotations."},
+                   "Employee Handbook");
   ParsedDocument doc = parse_file(path);
   expect_well_formed(doc);
   EXPECT_EQ(doc.type, DocType::kPdf);
@@ -122,10 +124,10 @@ TEST_F(PdfTest, EncryptedIsUnsupported) {
   // reports the document locked.
   std::string u(64, 'A'), o(64, 'B');
   std::string path = dir_ / "locked.pdf";
-  rag::test::write_file(
-      path, text_page_objects_pdf("/Encrypt 6 0 R /ID [<0123456789ABCDEF0123456789ABCDEF> "
-                                  "<0123456789ABCDEF0123456789ABCDEF>]",
-                                  {"<< /Filter /Standard /V 1 /R 2 /Length 40 /O <" + o + "> /U <" + u + "> /P -4 >>"}));
+  rag::test::write_file(path, text_page_objects_pdf("/Encrypt 6 0 R /ID [<0123456789ABCDEF0123456789ABCDEF> "
+                                                    "<0123456789ABCDEF0123456789ABCDEF>]",
+                                                    {"<< /Filter /Standard /V 1 /R 2 /Length 40 /O <" + o +
+                                                     "> /U <" + u + "> /P -4 >>"}));
   expect_error([&] { parse_file(path); }, Errc::kUnsupported, "encrypted PDF (password required)");
 }
 
@@ -145,18 +147,21 @@ TEST_P(BrokenPdfTest, IsCorrupt) {
 INSTANTIATE_TEST_SUITE_P(
     Cases, BrokenPdfTest,
     testing::Values(BrokenPdfCase{"header_only", "%PDF-1.7\n"},
-                    BrokenPdfCase{"garbage_after_header", "%PDF-1.4\n\x01\x02\x03 this is not a PDF body \xff\xfe"},
+                    BrokenPdfCase{"garbage_after_header",
+                                  "%PDF-1.4\n\x01\x02\x03 this is not a PDF body \xff\xfe"},
                     BrokenPdfCase{"pdf_extension_text", "just some words in a file named .pdf"},
                     BrokenPdfCase{"truncated", text_page_objects_pdf("").substr(0, 120)}),
     [](const testing::TestParamInfo<BrokenPdfCase>& info) { return info.param.name; });
 
 TEST_F(PdfTest, TruncatedGeneratedPdfFailsOrKeepsWhatItCan) {
-  std::string path = write_sample("full.pdf", {"Page one words.", "Page two words.", "Page three words."}, "Full");
+  std::string path =
+      write_sample("full.pdf", {"Page one words.", "Page two words.", "Page three words."}, "Full");
   std::string bytes = rag::test::read_file(path);
   for (size_t keep : {bytes.size() / 4, bytes.size() / 2, bytes.size() - 30}) {
     std::string cut_path = dir_ / ("cut-" + std::to_string(keep) + ".pdf");
     rag::test::write_file(cut_path, bytes.substr(0, keep));
-    // poppler reconstructs what it can from a damaged file: either a typed error or valid text, never a crash.
+    // poppler reconstructs what it can from a damaged file: either a typed error or valid text, never a
+    // crash.
     try {
       ParsedDocument doc = parse_file(cut_path);
       expect_well_formed(doc);
@@ -203,8 +208,8 @@ TEST_F(PdfTest, ConcurrentExtractionsFromThreads) {
   // The ingest job parses files on several threads; each fork must see only its own pipe.
   std::vector<std::string> paths;
   for (int i = 0; i < 6; ++i)
-    paths.push_back(write_sample("t" + std::to_string(i) + ".pdf", {"Document " + std::to_string(i), "Second page."},
-                                 "T" + std::to_string(i)));
+    paths.push_back(write_sample("t" + std::to_string(i) + ".pdf",
+                                 {"Document " + std::to_string(i), "Second page."}, "T" + std::to_string(i)));
   std::vector<std::string> titles(paths.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < paths.size(); ++i)

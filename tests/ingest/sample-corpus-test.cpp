@@ -13,16 +13,15 @@ const std::string kSample = std::string(RAG_SOURCE_DIR) + "/data/sample";
 
 TEST(SampleCorpus, WalksParsesAndChunks) {
   std::vector<FileEntry> entries = walk({kSample});
-  std::map<std::string, DocType> expected = {
-      {"engineering/incident-report-template.txt", DocType::kText},
-      {"engineering/on-call-runbook.md", DocType::kMarkdown},
-      {"handbook/expense-policy.md", DocType::kMarkdown},
-      {"handbook/remote-work.html", DocType::kHtml},
-      {"handbook/welcome.md", DocType::kMarkdown},
-      {"hr/parental-leave.md", DocType::kMarkdown},
-      {"it/security-faq.txt", DocType::kText},
-      {"products/rover-x2-spec.html", DocType::kHtml},
-      {"products/warehouse-safety-guide.pdf", DocType::kPdf}};
+  std::map<std::string, DocType> expected = {{"engineering/incident-report-template.txt", DocType::kText},
+                                             {"engineering/on-call-runbook.md", DocType::kMarkdown},
+                                             {"handbook/expense-policy.md", DocType::kMarkdown},
+                                             {"handbook/remote-work.html", DocType::kHtml},
+                                             {"handbook/welcome.md", DocType::kMarkdown},
+                                             {"hr/parental-leave.md", DocType::kMarkdown},
+                                             {"it/security-faq.txt", DocType::kText},
+                                             {"products/rover-x2-spec.html", DocType::kHtml},
+                                             {"products/warehouse-safety-guide.pdf", DocType::kPdf}};
   ASSERT_EQ(entries.size(), expected.size());
   size_t words = 0;
   for (const FileEntry& entry : entries) {
@@ -46,7 +45,8 @@ TEST(SampleCorpus, WalksParsesAndChunks) {
 TEST(SampleCorpus, StructureSurvivesParsing) {
   ParsedDocument expenses = parse_file(kSample + "/handbook/expense-policy.md");
   EXPECT_EQ(expenses.title, "Expense and Travel Policy");
-  std::vector<Chunk> chunks = chunk_document(expenses, {.target_bytes = 400, .max_bytes = 800, .overlap_bytes = 60});
+  std::vector<Chunk> chunks =
+      chunk_document(expenses, {.target_bytes = 400, .max_bytes = 800, .overlap_bytes = 60});
   bool hotel_row = false;
   for (const Chunk& c : chunks) {
     if (c.text.find("Hotel (per night) | $220 | $200 | $180 | Director") == std::string::npos) continue;

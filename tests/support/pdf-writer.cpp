@@ -52,7 +52,9 @@ std::vector<std::string> wrap(cairo_t* cr, const std::string& paragraph) {
 #if defined(__SANITIZE_ADDRESS__)
 // cairo's font selection initialises fontconfig, which keeps its configuration until exit by design;
 // LeakSanitizer would report it in every test that writes a PDF.
-extern "C" const char* __lsan_default_suppressions() { return "leak:libfontconfig.so\n"; }
+extern "C" const char* __lsan_default_suppressions() {
+  return "leak:libfontconfig.so\n";
+}
 #endif
 
 void write_pdf(const std::string& path, const std::vector<std::string>& pages, const std::string& title) {
