@@ -105,18 +105,6 @@ void append_value(std::string& out, const GgufValue& value) {
       value.value);
 }
 
-float dot(const float* a, const float* b, int64_t n) {
-  // Eight partial sums so that the compiler can keep them in vector lanes without -ffast-math.
-  float s[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) s[j] += a[i + j] * b[i + j];
-  }
-  float sum = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
 void add_bias(float* y, const std::vector<float>& bias, int64_t n, int64_t rows) {
   if (bias.empty()) return;
 #pragma omp parallel for schedule(static) if (rows * n >= kParallelMinWork)
@@ -415,16 +403,13 @@ std::vector<float> Encoder::Impl::forward(const EncoderSequence* sequences, size
       float* p = scores.data() + static_cast<size_t>(omp_get_thread_num()) * static_cast<size_t>(longest);
       for (int64_t i = 0; i < len; ++i) {
         const float* qi = q.data() + (first + i) * d + head * head_dim;
-        for (int64_t j = 0; j < len; ++j) p[j] = dot(qi, k.data() + (first + j) * d + head * head_dim, head_dim) *
-                                               attention_scale;
+        for (int64_t j = 0; j < len; ++j) {
+          p[j] = dot_f32(qi, k.data() + (first + j) * d + head * head_dim, head_dim) * attention_scale;
+        }
         softmax(p, len);
         float* out = ctx.data() + (first + i) * d + head * head_dim;
         std::fill(out, out + head_dim, 0.0f);
-        for (int64_t j = 0; j < len; ++j) {
-          const float* vj = v.data() + (first + j) * d + head * head_dim;
-          const float pj = p[j];
-          for (int64_t e = 0; e < head_dim; ++e) out[e] += pj * vj[e];
-        }
+        for (int64_t j = 0; j < len; ++j) axpy(p[j], v.data() + (first + j) * d + head * head_dim, out, head_dim);
       }
     }
 

@@ -7,7 +7,8 @@
 //               f = ffn_down(gelu(ffn_up x));                              x = LN(x + f)
 //   attention is bidirectional, per head, scaled by 1/sqrt(head size), over the tokens of the same
 //   sequence only: a batch packs sequences end to end, so no sequence sees another or any padding, and a
-//   sequence gives the same result in any batch as alone.
+//   sequence gives the same result in any batch as alone (within float rounding: GEMM tiles may round a
+//   row differently by its position in the batch).
 // Then, by bert.pooling_type:
 //   1 mean   mean of the sequence's last hidden states, L2-normalised          (all-MiniLM, e5)
 //   2 CLS    the first token's last hidden state, L2-normalised                 (bge)
