@@ -48,27 +48,32 @@ corpus="$scratch/corpus"
 rm -rf "$corpus"
 mkdir -p "$corpus/html" "$corpus/pdf"
 find "$scratch/unpacked/usr/share/doc/postgresql-doc-15/html" -name '*.html' -exec cp -t "$corpus/html" {} +
+# PDFs sorted by path cluster by package (the first few are text-less figures), so take every k-th.
+find "$scratch/unpacked/usr/share/doc" -name '*.pdf' | LC_ALL=C sort > "$scratch/pdfs.txt"
+step=$(( $(wc -l < "$scratch/pdfs.txt") / max_pdfs ))
+[ "$step" -ge 1 ] || step=1
 n=0
 while IFS= read -r pdf; do
   n=$((n + 1))
   cp "$pdf" "$corpus/pdf/$(printf '%04d' "$n")-$(basename "$pdf")"
-done < <(find "$scratch/unpacked/usr/share/doc" -name '*.pdf' | LC_ALL=C sort | head -n "$max_pdfs")
+done < <(awk -v step="$step" -v max="$max_pdfs" '(NR - 1) % step == 0 && ++taken <= max' "$scratch/pdfs.txt")
 files=$(find "$corpus" -type f | wc -l)
 mb=$(du -sm --apparent-size "$corpus" | cut -f1)
 echo "corpus: $files files ($(find "$corpus/html" -type f | wc -l) HTML, $n PDF), $mb MB in $corpus"
 
 sync
 echo "--- rag bench ingest"
-"$rag" bench ingest "$corpus" | tee "$scratch/rag.txt"
+/usr/bin/time -f "rag: cpu user %U s, sys %S s" "$rag" bench ingest "$corpus"
 
 echo "--- omindex"
 rm -rf "$scratch/omega-db"
 start=$(date +%s.%N)
-omindex --db "$scratch/omega-db" --url / "$corpus" > "$scratch/omindex.log" 2>&1
+/usr/bin/time -f "omindex: cpu user %U s, sys %S s" -o "$scratch/omindex-time.txt" omindex --db "$scratch/omega-db" --url / "$corpus" > "$scratch/omindex.log" 2>&1
 end=$(date +%s.%N)
 indexed=$(xapian-delve -1 "$scratch/omega-db" 2>/dev/null | sed -n 's/^number of documents = //p')
-pdfs_indexed=$(grep -c "\.pdf.*done" "$scratch/omindex.log" || true)
+pdfs_indexed=$(xapian-delve -1 -t Tapplication/pdf "$scratch/omega-db" 2>/dev/null | tail -n +2 | wc -l)
 seconds=$(echo "$end - $start" | bc -l)
 printf 'omindex: %s files indexed (%s PDFs) of %s in %.2f s: %.1f files/s, %.2f MB/s\n' "$indexed" "$pdfs_indexed" \
   "$files" "$seconds" "$(echo "$files / $seconds" | bc -l)" "$(echo "$mb / $seconds" | bc -l)"
+cat "$scratch/omindex-time.txt"
 [ "${pdfs_indexed:-0}" -gt 0 ] || echo "ingest-vs-omindex: warning: omindex indexed no PDFs (see $scratch/omindex.log)" >&2

@@ -160,6 +160,11 @@ Result process(const Task& task, size_t index, const IngestOptions& options, Ana
     r = Result{};
     r.task = index;
     r.reason = one_line(fmt::format("{}: indexing failed: {}", entry.path, e.get_description()));
+  } catch (const std::exception& e) {
+    // A parser bug or an allocation failure on one hostile file fails that file, not the whole ingest.
+    r = Result{};
+    r.task = index;
+    r.reason = one_line(fmt::format("{}: internal error: {}", entry.path, e.what()));
   }
   return r;
 }

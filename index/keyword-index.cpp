@@ -55,15 +55,15 @@ Analyzer::Analyzer() : stem_("english"), stopper_(shared_stopper()) {
 Xapian::Document Analyzer::terms(const std::string& title, const std::string& heading, const std::string& text) {
   Xapian::Document doc;
   generator_.set_document(doc);
+  // Title and heading repeat on every chunk of a document: indexing them without positions keeps the
+  // position table (the bulk of the writer's work) to the body, at the price of phrase queries on them.
   if (!title.empty()) {
-    generator_.index_text(title, 1, "S");
-    generator_.index_text(title, kTitleWdf);
-    generator_.increase_termpos();
+    generator_.index_text_without_positions(title, 1, "S");
+    generator_.index_text_without_positions(title, kTitleWdf);
   }
   if (!heading.empty()) {
-    generator_.index_text(heading, 1, "H");
-    generator_.index_text(heading, kHeadingWdf);
-    generator_.increase_termpos();
+    generator_.index_text_without_positions(heading, 1, "H");
+    generator_.index_text_without_positions(heading, kHeadingWdf);
   }
   generator_.index_text(text);
   return doc;
