@@ -51,31 +51,74 @@ inline uint32_t load_u32(const uint8_t* p) {
   return v;
 }
 
-// Repacks rows [r0, r0 + rows) (rows ≤ 16) into the layout above.
+// Repacks rows [r0, r0 + rows) (rows ≤ 16) into the layout above: per block a 16 × 8 dword transpose done
+// with in-lane unpacks (a gather per group cost more than an 8-token product). Rows past `rows` read a
+// zero block instead of memory and pack as zeros with scale 0; their outputs are masked off.
+alignas(64) constexpr uint8_t kZeroBlock[64] = {};
+
 void pack_tile(TensorType type, const uint8_t* w, int64_t stride, int64_t r0, int64_t rows, int64_t blocks,
                uint8_t* packed, float* scales) {
+  const bool q8 = type == TensorType::kQ8_0;
+  const int64_t block_bytes = q8 ? static_cast<int64_t>(sizeof(BlockQ8_0)) : static_cast<int64_t>(sizeof(BlockQ4_0));
+  const uint8_t* row[kTileRows];
+  int64_t step[kTileRows];
+  for (int r = 0; r < kTileRows; ++r) {
+    row[r] = r < rows ? w + (r0 + r) * stride : kZeroBlock;
+    step[r] = r < rows ? block_bytes : 0;
+  }
   for (int64_t b = 0; b < blocks; ++b) {
-    auto* out = reinterpret_cast<uint32_t*>(packed + b * kPackedBlockBytes);
-    for (int64_t r = 0; r < kTileRows; ++r) {
-      if (r >= rows) {
-        for (int g = 0; g < 8; ++g) out[g * kTileRows + r] = 0;
-        scales[b * kTileRows + r] = 0.0f;
-        continue;
+    const uint8_t* at[kTileRows];
+    alignas(32) uint16_t d[kTileRows];
+    for (int r = 0; r < kTileRows; ++r) {
+      at[r] = row[r] + b * step[r];
+      __builtin_memcpy(&d[r], at[r], sizeof(uint16_t));
+    }
+    _mm512_store_ps(scales + b * kTileRows, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(d))));
+    auto* out = reinterpret_cast<__m512i*>(packed + b * kPackedBlockBytes);
+    if (q8) {
+      // z[i] = [row a_i | row b_i], a = 0..3, 8..11 and b = 4..7, 12..15, so that the lane shuffle at the end
+      // leaves rows in natural order.
+      __m512i z[8];
+      for (int i = 0; i < 8; ++i) {
+        const int a = i < 4 ? i : i + 4;
+        const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at[a] + 2));
+        const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at[a + 4] + 2));
+        z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
       }
-      const uint8_t* row = w + (r0 + r) * stride;
-      if (type == TensorType::kQ8_0) {
-        const auto* block = reinterpret_cast<const BlockQ8_0*>(row) + b;
-        const auto* qs = reinterpret_cast<const uint8_t*>(block->qs);
-        for (int g = 0; g < 8; ++g) out[g * kTileRows + r] = load_u32(qs + 4 * g) ^ 0x80808080u;
-        scales[b * kTileRows + r] = f16_scalar(block->d);
-      } else {
-        const auto* block = reinterpret_cast<const BlockQ4_0*>(row) + b;
-        for (int g = 0; g < 4; ++g) {
-          const uint32_t bytes = load_u32(block->qs + 4 * g);
-          out[g * kTileRows + r] = bytes & 0x0F0F0F0Fu;
-          out[(g + 4) * kTileRows + r] = (bytes >> 4) & 0x0F0F0F0Fu;
-        }
-        scales[b * kTileRows + r] = f16_scalar(block->d);
+      __m512i t[8], u[8];
+      for (int i = 0; i < 8; i += 4) {
+        t[i + 0] = _mm512_unpacklo_epi32(z[i + 0], z[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(z[i + 0], z[i + 1]);
+        t[i + 2] = _mm512_unpacklo_epi32(z[i + 2], z[i + 3]);
+        t[i + 3] = _mm512_unpackhi_epi32(z[i + 2], z[i + 3]);
+        u[i + 0] = _mm512_unpacklo_epi64(t[i + 0], t[i + 2]);  // dwords 0 (lanes 0, 2) and 4 (lanes 1, 3)
+        u[i + 1] = _mm512_unpackhi_epi64(t[i + 0], t[i + 2]);  // 1 and 5
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);  // 2 and 6
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);  // 3 and 7
+      }
+      const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+      for (int g = 0; g < 4; ++g) {
+        _mm512_store_si512(out + g, _mm512_xor_si512(_mm512_shuffle_i32x4(u[g], u[g + 4], 0x88), flip));
+        _mm512_store_si512(out + g + 4, _mm512_xor_si512(_mm512_shuffle_i32x4(u[g], u[g + 4], 0xDD), flip));
+      }
+    } else {
+      // z[i] = rows i, 4 + i, 8 + i, 12 + i (one per 128-bit lane); after a 4 × 4 transpose in each lane,
+      // lane k holds rows 4k .. 4k + 3.
+      __m512i z[4];
+      for (int i = 0; i < 4; ++i) {
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at[i] + 2)));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(at[4 + i] + 2)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(at[8 + i] + 2)), 2);
+        z[i] = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(at[12 + i] + 2)), 3);
+      }
+      const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+      const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+      const __m512i q[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                            _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+      const __m512i low = _mm512_set1_epi8(0x0F);
+      for (int g = 0; g < 4; ++g) {
+        _mm512_store_si512(out + g, _mm512_and_si512(q[g], low));
+        _mm512_store_si512(out + g + 4, _mm512_and_si512(_mm512_srli_epi32(q[g], 4), low));
       }
     }
   }
