@@ -57,7 +57,7 @@ std::string progress_text(const index::IngestProgress& p) {
 // Draws a one-line bar on a terminal, or a log line every few seconds otherwise.
 class ProgressDisplay {
  public:
-  ProgressDisplay(bool enabled) : enabled_(enabled), terminal_(::isatty(2) == 1) {}
+  explicit ProgressDisplay(bool enabled) : enabled_(enabled), terminal_(::isatty(2) == 1) {}
 
   void update(const index::IngestProgress& p) {
     if (!enabled_) return;
