@@ -229,7 +229,9 @@ TEST(HostileInput, LongRunsAreTokenizedInBoundedTime) {
       double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       EXPECT_FALSE(ids.empty()) << name;
       EXPECT_LT(seconds, 10.0) << name << ": 100 KB of '" << unit << "'";
-      if (tokenizer->model() == TokenizerModel::kBpe) EXPECT_EQ(tokenizer->decode(ids, true), input) << name;
+      if (tokenizer->model() == TokenizerModel::kBpe) {
+        EXPECT_EQ(tokenizer->decode(ids, true), input) << name;
+      }
     }
   }
 }
@@ -240,8 +242,9 @@ TEST(HostileInput, InvalidUtf8IsRepairedBeforeTokenizing) {
     auto tokenizer = load(name);
     std::vector<int32_t> ids = tokenizer->encode(bad, false);
     EXPECT_EQ(ids, tokenizer->encode(utf8_repair(bad), false)) << name;
-    if (tokenizer->model() != TokenizerModel::kWordPiece)
+    if (tokenizer->model() != TokenizerModel::kWordPiece) {
       EXPECT_EQ(tokenizer->decode(ids), utf8_repair(bad)) << name;
+    }
     // Ids outside the vocabulary decode to nothing instead of crashing.
     std::vector<int32_t> junk = {-5, static_cast<int32_t>(tokenizer->vocab_size()), INT32_MAX};
     EXPECT_EQ(tokenizer->decode(junk), "") << name;
