@@ -519,6 +519,31 @@ GgufValue make_array(GgufValueType type, std::vector<GgufValue> values) {
   return GgufValue{GgufValueType::kArray, std::move(array)};
 }
 
+// Checks name and shape as the reader will, and returns the tensor's size in bytes.
+size_t checked_tensor_bytes(const std::string& name, TensorType type, const std::vector<int64_t>& ne,
+                                   const std::vector<std::string>& existing) {
+  if (name.size() > kMaxTensorName)
+    fail(Errc::kInvalidArgument, "GGUF writer: tensor name '{}' is longer than {} bytes", name, kMaxTensorName);
+  for (const auto& e : existing)
+    if (e == name) fail(Errc::kInvalidArgument, "GGUF writer: duplicate tensor '{}'", name);
+  if (!tensor_type_known(static_cast<uint32_t>(type)))
+    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': unknown type {}", name, static_cast<uint32_t>(type));
+  if (ne.empty() || ne.size() > static_cast<size_t>(kMaxDims))
+    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': {} dimensions; it must be 1 to {}", name, ne.size(),
+         kMaxDims);
+  int64_t elements = 1;
+  for (int64_t d : ne)
+    if (d < 0 || __builtin_mul_overflow(elements, d, &elements))
+      fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': bad shape {}", name, shape_text(ne));
+  if (static_cast<uint64_t>(ne[0]) % block_size(type) != 0)
+    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': ne[0] = {} is not a multiple of {}'s block size {}", name,
+         ne[0], tensor_type_name(type), block_size(type));
+  size_t nbytes = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(elements) / block_size(type), type_size(type), &nbytes))
+    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': shape {} is too large", name, shape_text(ne));
+  return nbytes;
+}
+
 }  // namespace
 
 void GgufWriter::set(const std::string& key, GgufValue value) {
@@ -562,31 +587,6 @@ void GgufWriter::set_int32_array(const std::string& key, const std::vector<int32
   values.reserve(v.size());
   for (int32_t i : v) values.push_back({GgufValueType::kInt32, int64_t{i}});
   set(key, make_array(GgufValueType::kInt32, std::move(values)));
-}
-
-// Checks name and shape as the reader will, and returns the tensor's size in bytes.
-static size_t checked_tensor_bytes(const std::string& name, TensorType type, const std::vector<int64_t>& ne,
-                                   const std::vector<std::string>& existing) {
-  if (name.size() > kMaxTensorName)
-    fail(Errc::kInvalidArgument, "GGUF writer: tensor name '{}' is longer than {} bytes", name, kMaxTensorName);
-  for (const auto& e : existing)
-    if (e == name) fail(Errc::kInvalidArgument, "GGUF writer: duplicate tensor '{}'", name);
-  if (!tensor_type_known(static_cast<uint32_t>(type)))
-    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': unknown type {}", name, static_cast<uint32_t>(type));
-  if (ne.empty() || ne.size() > static_cast<size_t>(kMaxDims))
-    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': {} dimensions; it must be 1 to {}", name, ne.size(),
-         kMaxDims);
-  int64_t elements = 1;
-  for (int64_t d : ne)
-    if (d < 0 || __builtin_mul_overflow(elements, d, &elements))
-      fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': bad shape {}", name, shape_text(ne));
-  if (static_cast<uint64_t>(ne[0]) % block_size(type) != 0)
-    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': ne[0] = {} is not a multiple of {}'s block size {}", name,
-         ne[0], tensor_type_name(type), block_size(type));
-  size_t nbytes = 0;
-  if (__builtin_mul_overflow(static_cast<size_t>(elements) / block_size(type), type_size(type), &nbytes))
-    fail(Errc::kInvalidArgument, "GGUF writer: tensor '{}': shape {} is too large", name, shape_text(ne));
-  return nbytes;
 }
 
 void GgufWriter::add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& ne,

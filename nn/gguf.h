@@ -109,6 +109,12 @@ class GgufFile {
 };
 
 // Builds a GGUF v3 file in memory order and writes it. Tensor data is copied when added.
+// Everything is checked when it is added, against the rules the reader enforces (value type matches the
+// variant and fits its range, arrays homogeneous, general.alignment a uint32 power of two, tensor names
+// under 64 bytes and unique, 1..4 non-negative dimensions, ne[0] a whole number of blocks): a violation
+// throws Error(kInvalidArgument) naming the key or tensor, so write() produces only files we can read.
+// Numeric values are stored in GgufValue's variant as uint64_t (unsigned types), int64_t (signed types)
+// or double (float32/float64).
 class GgufWriter {
  public:
   void set(const std::string& key, GgufValue value);        // replaces an existing key of the same name
