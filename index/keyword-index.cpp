@@ -2,7 +2,8 @@
 //
 // Terms of a chunk:
 //   body, title and heading words, stemmed (English, STEM_SOME), unprefixed; title words at wdf kTitleWdf and
-//   heading words at kHeadingWdf so a plain query ranks a title match above a body match;
+//   heading words at kHeadingWdf so a plain query ranks a title match above a body match; only body words
+//   carry positions (phrase queries match body text);
 //   "S" + title words and "H" + heading words, for title:/heading: queries;
 //   "Q<chunk_id>" (unique id), "D<doc_id>", and "A<principal>" per ACL principal (boolean, wdf 0).
 // docid = chunk id; value slot kSlotDocId = doc id. Metadata kChangeKey = the catalog change counter that
