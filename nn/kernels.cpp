@@ -270,6 +270,11 @@ void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y) {
 void matmul(const Weights& w, const float* x, int64_t n, float* y) {
   check_weights(w, "matmul");
   if (n <= 0 || w.rows == 0) return;
+  // One token gains nothing from sgemm or packed weight tiles; the matvec kernels read weights in place.
+  if (n == 1) {
+    matvec(w, x, y);
+    return;
+  }
   switch (w.type) {
     case TensorType::kF32:
       if (w.cols == 0) {
@@ -286,8 +291,7 @@ void matmul(const Weights& w, const float* x, int64_t n, float* y) {
       return;
     case TensorType::kQ8_0:
     case TensorType::kQ4_0:
-      // One token gains nothing from packing weight tiles; the matvec kernels read them in place.
-      if (n == 1 || kernels().matmul_q8_preferred) {
+      if (kernels().matmul_q8_preferred) {
         matmul_int8(w, x, n, y);
       } else {
         matmul_dequantized(w, x, n, y);
