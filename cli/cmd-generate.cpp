@@ -18,7 +18,8 @@ const CommandSpec& spec() {
       "generate",
       "[PROMPT]",
       "Continues PROMPT with the Llama/Qwen2 decoder in --model (GGUF) and streams the continuation to stdout. "
-      "Without PROMPT it starts from the BOS token alone. Greedy unless --temperature is above 0.",
+      "Without PROMPT it starts from the BOS token alone. Greedy unless --temperature is above 0. Special "
+      "tokens are added as the model's vocabulary asks (BOS for Llama); their spellings in PROMPT stay text.",
       {
           {"model", "FILE", "the decoder model (GGUF; required)"},
           {"temperature", "T", "sampling temperature; 0 picks the most likely token (default 0)"},
@@ -53,7 +54,12 @@ int cmd_generate(int argc, char** argv) {
 
   const auto model = generate::load_model(args.get("model"));
   const std::string prompt_text = args.positional.empty() ? "" : args.positional[0];
-  const std::vector<int32_t> prompt = generate::tokenize(*model, prompt_text, true);
+  std::vector<int32_t> prompt = generate::tokenize(*model, prompt_text, true);
+  if (prompt.empty()) {
+    const int32_t bos = generate::model_info(*model).bos_id;
+    if (bos < 0) fail(Errc::kInvalidArgument, "{}: the model has no BOS token to start from; give a PROMPT", args.get("model"));
+    prompt.push_back(bos);
+  }
 
   const auto start = std::chrono::steady_clock::now();
   const generate::Generation result =

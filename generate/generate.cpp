@@ -30,21 +30,12 @@ ModelInfo model_info(const Model& model) {
   return info;
 }
 
-std::vector<int32_t> tokenize(const Model& model, std::string_view text, bool add_bos) {
+std::vector<int32_t> tokenize(const Model& model, std::string_view text, bool add_special) {
   const nn::Tokenizer* tokenizer = model.tokenizer();
   if (!tokenizer)
     fail(Errc::kUnsupported, "{}: the model file has no vocabulary (tokenizer.ggml.tokens)", model.file().path());
-  std::vector<int32_t> ids;
-  if (add_bos) {
-    if (model.config().bos_id < 0)
-      fail(Errc::kUnsupported, "{}: the vocabulary names no BOS token (tokenizer.ggml.bos_token_id)",
-           model.file().path());
-    ids.push_back(model.config().bos_id);
-  }
   // Prompt text is untrusted: control-token spellings in it stay text.
-  std::vector<int32_t> body = tokenizer->encode(text, false, false);
-  ids.insert(ids.end(), body.begin(), body.end());
-  return ids;
+  return tokenizer->encode(text, add_special, false);
 }
 
 Generation generate(const Model& model, std::span<const int32_t> prompt, const GenerateOptions& options,

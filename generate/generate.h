@@ -1,7 +1,7 @@
 // The generator: a Llama/Qwen2-family decoder loaded from GGUF, and text generation for one sequence.
 //
 //   auto model = rag::generate::load_model("qwen2.5-0.5b-q8_0.gguf");
-//   auto prompt = rag::generate::tokenize(*model, "Once upon a time", true);
+//   auto prompt = rag::generate::tokenize(*model, "Once upon a time", true);   // BOS, if the model uses one
 //   rag::generate::GenerateOptions options;             // greedy, 256 tokens, stop at EOS
 //   auto result = rag::generate::generate(*model, prompt, options,
 //                                         [](int32_t, std::string_view text) { fputs(...); return true; });
@@ -41,10 +41,10 @@ struct ModelInfo {
 };
 ModelInfo model_info(const Model& model);
 
-// Token ids for `text` through the model's vocabulary (tokenizer.ggml.*), with the BOS first when
-// `add_bos`. Control-token spellings in `text` stay text. Throws Error(kUnsupported) when the file has no
-// vocabulary.
-std::vector<int32_t> tokenize(const Model& model, std::string_view text, bool add_bos);
+// Token ids for `text` through the model's vocabulary (tokenizer.ggml.*). With `add_special`, the tokens
+// the vocabulary asks for around a text (tokenizer.ggml.add_bos_token: BOS for Llama, none for Qwen2).
+// Control-token spellings in `text` stay text. Throws Error(kUnsupported) when the file has no vocabulary.
+std::vector<int32_t> tokenize(const Model& model, std::string_view text, bool add_special);
 
 struct SamplingOptions {
   float temperature = 0.0f;  // 0: greedy (the most likely token, the lowest id on ties); else in (0, 100]

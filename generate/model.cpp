@@ -17,6 +17,9 @@ namespace {
 constexpr int64_t kMaxContext = int64_t{1} << 22;
 constexpr int64_t kMaxWidth = int64_t{1} << 20;
 constexpr int64_t kMaxLayers = 4096;
+// Attention work (multiply-adds) below which one thread does it all: waking a team costs more than this,
+// and far more on a loaded machine where idle threads must be rescheduled.
+constexpr int64_t kAttentionParallelMinWork = int64_t{1} << 18;
 
 bool matrix_type_ok(nn::TensorType type) {
   switch (type) {
@@ -223,10 +226,12 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   const int threads = std::max(1, omp_get_max_threads());
   const int64_t max_len = *std::max_element(b.positions.begin(), b.positions.end()) + 1;
+  int64_t work = 0;
+  for (int64_t pos : b.positions) work += (pos + 1) * 2 * c.q_dim();
   s.scores.resize(static_cast<size_t>(threads * max_len));
   std::fill(s.attn.begin(), s.attn.begin() + n * c.q_dim(), 0.0f);
   // One task per (token, head); nothing here throws (the batch was checked before the pass started).
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (n * c.head_count > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (work >= kAttentionParallelMinWork)
   for (int64_t task = 0; task < n * c.head_count; ++task) {
     const int64_t t = task / c.head_count, h = task % c.head_count;
     const KvBlocks& kv = *b.kv[static_cast<size_t>(t)];

@@ -209,6 +209,48 @@ TEST(Generate, CallbackStopsAndStreamsEveryToken) {
   EXPECT_EQ(result.stop, StopReason::kCallback);
 }
 
+// With a vocabulary: prompts encode with the BOS the vocabulary asks for, the text streams as the
+// tokens' pieces (the first word's space dropped after BOS), and the EOS token ends generation unseen.
+TEST(Generate, TextAndEndOfSequenceThroughTheVocabulary) {
+  TinySpec spec = variant("llama", 4, 2, false, false);
+  spec.vocabulary = true;
+  rag::test::TempDir dir;
+  auto model = write_and_load(spec, dir);
+  // (Encoding itself is the tokenizer's business, tested in tests/nn; here only who adds the BOS.)
+  EXPECT_EQ(tokenize(*model, "w7", true).front(), 1);
+  EXPECT_NE(tokenize(*model, "w7", false).front(), 1);
+
+  GenerateOptions options;
+  options.max_tokens = 12;
+  options.stop_at_eos = false;
+  const std::vector<int32_t> prompt = {1};
+  const Generation free_run = generate(*model, prompt, options);
+  // Make the fourth distinct greedy token the EOS, and the run must stop right before its first use.
+  size_t stop = 3;
+  while (stop < free_run.tokens.size() &&
+         std::find(free_run.tokens.begin(), free_run.tokens.begin() + static_cast<std::ptrdiff_t>(stop),
+                   free_run.tokens[stop]) != free_run.tokens.begin() + static_cast<std::ptrdiff_t>(stop))
+    ++stop;
+  ASSERT_LT(stop, free_run.tokens.size()) << "greedy run too repetitive for this test";
+  spec.eos = free_run.tokens[stop];
+  rag::test::TempDir dir2;
+  auto with_eos = write_and_load(spec, dir2);
+  options.stop_at_eos = true;
+  std::string streamed;
+  const Generation result = generate(*with_eos, prompt, options, [&](int32_t, std::string_view text) {
+    streamed += text;
+    return true;
+  });
+  EXPECT_EQ(result.stop, StopReason::kEos);
+  const std::vector<int32_t> expected(free_run.tokens.begin(), free_run.tokens.begin() + static_cast<std::ptrdiff_t>(stop));
+  EXPECT_EQ(result.tokens, expected);
+  std::string text;
+  for (int32_t token : expected)
+    if (token > 2) text += " w" + std::to_string(token);  // 0-2 are control tokens: no text
+  EXPECT_EQ(result.text, text.substr(1));
+  EXPECT_EQ(streamed, result.text);
+}
+
 TEST(ContextLength, GenerationStopsAtTheEndOfTheContext) {
   rag::test::TempDir dir;
   TinySpec spec = variant("llama", 4, 2, false, false);

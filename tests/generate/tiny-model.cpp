@@ -90,6 +90,22 @@ void write_tiny_model(const TinyModel& m, const std::string& path) {
   w.set_uint32(a + ".attention.head_count_kv", static_cast<uint32_t>(s.kv_heads));
   w.set_float32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
   w.set_float32(a + ".rope.freq_base", s.rope_base);
+  if (s.vocabulary) {
+    std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+    std::vector<int32_t> types = {2, 3, 3};
+    for (int64_t i = 3; i < s.vocab; ++i) {
+      tokens.push_back("\xE2\x96\x81w" + std::to_string(i));
+      types.push_back(1);
+    }
+    std::vector<float> scores(tokens.size(), 0.0f);
+    w.set_string("tokenizer.ggml.model", "llama");
+    w.set_string_array("tokenizer.ggml.tokens", tokens);
+    w.set_float32_array("tokenizer.ggml.scores", scores);
+    w.set_int32_array("tokenizer.ggml.token_type", types);
+    w.set_uint32("tokenizer.ggml.bos_token_id", 1);
+    w.set_uint32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(s.eos));
+    w.set_uint32("tokenizer.ggml.unknown_token_id", 0);
+  }
   const int64_t head_dim = s.dim / s.heads;
   for (const auto& [name, values] : m.tensors) {
     if (s.omit.count(name)) continue;

@@ -26,6 +26,9 @@ struct TinySpec {
   bool tied = false;     // no output.weight: logits through token_embd.weight
   nn::TensorType type = nn::TensorType::kF32;   // type of every matrix (norms and biases stay F32)
   std::set<std::string> omit;                   // tensor names to leave out of the file
+  // A SentencePiece vocabulary: 0 <unk>, 1 <s> (BOS), 2 </s>, then "▁w3", "▁w4", ... (token i is " w<i>").
+  bool vocabulary = false;
+  int32_t eos = 2;                              // tokenizer.ggml.eos_token_id
   uint32_t seed = 1;
 };
 
