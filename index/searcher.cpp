@@ -84,6 +84,9 @@ std::vector<SearchHit> Searcher::search(std::string_view query, const SearchOpti
   auto& impl = keywords_->impl();
   for (int attempt = 1;; ++attempt) {
     try {
+      // A long-lived Searcher must see the writer's latest commit, which the catalog already reflects:
+      // reopen() is cheap when nothing changed.
+      impl.reader.reopen();
       Xapian::QueryParser parser;
       parser.set_database(impl.reader);
       parser.set_stemmer(impl.analyzer.stemmer());

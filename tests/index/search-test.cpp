@@ -2,8 +2,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <exception>
 #include <thread>
 
 #include "common/error.h"
@@ -114,6 +116,41 @@ TEST(Search, BadRequestsAndMissingIndexAreClearErrors) {
       EXPECT_EQ(e.code(), Errc::kInvalidArgument);
     }
   }
+}
+
+TEST(Search, AReaderKeepsAnsweringWhileAWriterCommits) {
+  test::TempDir dir;
+  for (int i = 0; i < 30; ++i) test::write_file(dir / ("docs/f" + std::to_string(i) + ".txt"), "stable pelican text");
+  std::string data = ingest_folder(dir);
+  Searcher searcher(data);  // opened once, like a server's: must survive commits it did not see
+  std::atomic<bool> done{false};
+  std::exception_ptr writer_error;
+  std::thread writer([&] {
+    try {
+      for (int round = 0; round < 6; ++round) {
+        for (int i = 0; i < 30; ++i)
+          test::write_file(dir / ("docs/f" + std::to_string(i) + ".txt"),
+                           "stable pelican text round " + std::to_string(round) + std::string(i, 'x'));
+        ingest_folder(dir);
+      }
+    } catch (...) {
+      writer_error = std::current_exception();
+    }
+    done = true;
+  });
+  int searches = 0;
+  while (!done) {
+    // Every chunk is replaced each round, but there is always exactly one per file.
+    auto hits = searcher.search("pelican", top(100));
+    EXPECT_LE(hits.size(), 30u);
+    for (const auto& h : hits) EXPECT_NE(h.snippet.find("**pelican**"), std::string::npos);
+    ++searches;
+  }
+  writer.join();
+  if (writer_error) std::rethrow_exception(writer_error);
+  EXPECT_GT(searches, 0);
+  EXPECT_EQ(searcher.search("pelican", top(100)).size(), 30u);  // the long-lived reader sees the last commit
+  EXPECT_EQ(searcher.search("round", top(100)).size(), 30u);
 }
 
 TEST(WriteLock, SecondWriterInAnotherProcessIsBusyUnlessItWaits) {
