@@ -162,29 +162,25 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   return model;
 }
 
-void apply_rope(const ModelConfig& c, float* x, int64_t head_count, int64_t pos) {
+void rope_angles(const ModelConfig& c, int64_t pos, float* cos_sin) {
+  // In double: positions reach millions, and float would lose the angle's low bits.
+  for (int64_t i = 0; i < c.rope_dims / 2; ++i) {
+    const double theta = static_cast<double>(pos) *
+                         std::pow(static_cast<double>(c.rope_freq_base),
+                                  -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dims));
+    cos_sin[2 * i] = static_cast<float>(std::cos(theta));
+    cos_sin[2 * i + 1] = static_cast<float>(std::sin(theta));
+  }
+}
+
+void apply_rope(const ModelConfig& c, const float* cs, float* x, int64_t head_count) {
   const int64_t pairs = c.rope_dims / 2;
-  // θ_i = pos · base^(-2i / rope_dims), computed in double: positions reach millions and float would lose
-  // the angle's low bits.
-  float cos_sin[2 * 512];
-  std::vector<float> big;
-  float* cs = cos_sin;
-  if (pairs > 512) {
-    big.resize(static_cast<size_t>(2 * pairs));
-    cs = big.data();
-  }
-  for (int64_t i = 0; i < pairs; ++i) {
-    double theta = static_cast<double>(pos) * std::pow(static_cast<double>(c.rope_freq_base),
-                                                       -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dims));
-    cs[2 * i] = static_cast<float>(std::cos(theta));
-    cs[2 * i + 1] = static_cast<float>(std::sin(theta));
-  }
   for (int64_t h = 0; h < head_count; ++h) {
     float* v = x + h * c.head_dim;
     for (int64_t i = 0; i < pairs; ++i) {
-      int64_t a = c.rope_mode == RopeMode::kNormal ? 2 * i : i;
-      int64_t b = c.rope_mode == RopeMode::kNormal ? 2 * i + 1 : i + pairs;
-      float x0 = v[a], x1 = v[b];
+      const int64_t a = c.rope_mode == RopeMode::kNormal ? 2 * i : i;
+      const int64_t b = c.rope_mode == RopeMode::kNormal ? 2 * i + 1 : i + pairs;
+      const float x0 = v[a], x1 = v[b];
       v[a] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
       v[b] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
     }
@@ -264,6 +260,8 @@ void Model::forward(const Batch& b, ForwardScratch& s, std::vector<float>& logit
   s.attn.resize(static_cast<size_t>(n * q_dim));
   s.ff_gate.resize(static_cast<size_t>(n * ff));
   s.ff_up.resize(static_cast<size_t>(n * ff));
+  s.rope.resize(static_cast<size_t>(n * c.rope_dims));
+  for (int64_t t = 0; t < n; ++t) rope_angles(c, b.positions[static_cast<size_t>(t)], s.rope.data() + t * c.rope_dims);
 
   // One token takes the matrix-vector kernels (decode is bound by memory bandwidth); several take the
   // matrix-matrix ones, which load each weight block once per tile of tokens (prefill).
@@ -293,8 +291,8 @@ void Model::forward(const Batch& b, ForwardScratch& s, std::vector<float>& logit
     add_bias(w.bv, s.v.data(), kv_dim);
     for (int64_t t = 0; t < n; ++t) {
       const int64_t pos = b.positions[static_cast<size_t>(t)];
-      apply_rope(c, s.q.data() + t * q_dim, c.head_count, pos);
-      apply_rope(c, s.k.data() + t * kv_dim, c.head_count_kv, pos);
+      apply_rope(c, s.rope.data() + t * c.rope_dims, s.q.data() + t * q_dim, c.head_count);
+      apply_rope(c, s.rope.data() + t * c.rope_dims, s.k.data() + t * kv_dim, c.head_count_kv);
       KvBlocks& kv = *b.kv[static_cast<size_t>(t)];
       std::copy_n(s.k.data() + t * kv_dim, kv_dim, kv.key(l, pos));
       std::copy_n(s.v.data() + t * kv_dim, kv_dim, kv.value(l, pos));

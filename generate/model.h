@@ -76,6 +76,7 @@ struct Batch {
 // Buffers a forward pass reuses between calls (one per thread of control; not shared).
 struct ForwardScratch {
   std::vector<float> x, h, q, k, v, attn, ff_gate, ff_up, scores;
+  std::vector<float> rope;   // per token: rope_dims / 2 pairs (cos θ_i, sin θ_i) for its position
 };
 
 class Model {
@@ -111,7 +112,10 @@ class Model {
   nn::Weights output_;
 };
 
-// Rotates one vector of `head_count` heads (head_dim floats each) in place for position `pos`.
-void apply_rope(const ModelConfig& config, float* x, int64_t head_count, int64_t pos);
+// RoPE for position `pos`: writes rope_dims / 2 pairs (cos θ_i, sin θ_i), θ_i = pos · base^(-2i / rope_dims),
+// into `cos_sin` (rope_dims floats).
+void rope_angles(const ModelConfig& config, int64_t pos, float* cos_sin);
+// Rotates one vector of `head_count` heads (head_dim floats each) in place by the angles of rope_angles.
+void apply_rope(const ModelConfig& config, const float* cos_sin, float* x, int64_t head_count);
 
 }  // namespace rag::generate
