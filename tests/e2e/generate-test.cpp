@@ -49,6 +49,27 @@ TEST(E2eGenerate, SampledRunsRepeatWithTheirSeed) {
   EXPECT_NE(a.out, c.out);
 }
 
+// A checkpoint whose classifier is stored apart (vocab_size negative, wcls after the RoPE tables) imports
+// to a model with output.weight; with wcls a copy of the embedding it must generate the same text.
+TEST(E2eGenerate, SeparateClassifierImportsAsOutputWeight) {
+  TempDir dir;
+  std::string bytes = read_file(shared_path(kCheckpoint));
+  const int32_t negative_vocab = -512;
+  bytes.replace(20, 4, reinterpret_cast<const char*>(&negative_vocab), 4);  // header field 6: vocab_size
+  bytes += bytes.substr(28, 512 * 64 * sizeof(float));                       // wcls = token_embedding_table
+  write_file(dir / "separate.bin", bytes);
+  RunResult import = run_rag({"model", "import-llama2c", dir / "separate.bin", shared_path(kTokenizer), dir / "m.gguf"});
+  ASSERT_EQ(import.exit_code, 0) << import.err;
+  RunResult run = run_rag({"generate", "--model", dir / "m.gguf", "--max-tokens", "200"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, read_file(shared_path("fixtures/stories260k/expected_greedy_200.txt")) + "\n");
+  // Without its wcls the same header describes a truncated file.
+  write_file(dir / "separate.bin", bytes.substr(0, bytes.size() - 4));
+  RunResult cut = run_rag({"model", "import-llama2c", dir / "separate.bin", shared_path(kTokenizer), dir / "m.gguf"});
+  EXPECT_EQ(cut.exit_code, 1);
+  EXPECT_NE(cut.err.find("wcls"), std::string::npos) << cut.err;
+}
+
 // A checkpoint cut short, or with a header that does not describe it, is refused naming the file.
 TEST(E2eGenerate, ImportRejectsBrokenCheckpoints) {
   TempDir dir;
