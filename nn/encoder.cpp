@@ -167,7 +167,7 @@ void Encoder::Impl::load() {
   const std::string arch = f.require_string("general.architecture");
   if (arch != "bert") {
     fail(Errc::kUnsupported, "{}: architecture '{}' is not an encoder this build runs (expected 'bert': BERT, "
-         "RoBERTa, XLM-R, MiniLM, bge, e5 converted by llama.cpp)", path, arch);
+         "MiniLM, bge, e5 as llama.cpp's convert_hf_to_gguf.py writes them)", path, arch);
   }
   EncoderConfig& c = config;
   c.name = f.get_string("general.name", "");

@@ -1,5 +1,8 @@
-// A BERT-family encoder read from GGUF (general.architecture "bert", as llama.cpp's converter writes
-// bge, all-MiniLM, e5, ms-marco MiniLM, bge-reranker...): sentence embeddings and cross-encoder scores.
+// A BERT-family encoder read from GGUF (general.architecture "bert", as llama.cpp's convert_hf_to_gguf.py
+// writes bge-small/base, all-MiniLM, e5, ms-marco-MiniLM cross-encoders): sentence embeddings and
+// cross-encoder scores. XLM-R based models (bge-m3, bge-reranker-base/large) need a SentencePiece-UGM
+// tokenizer nn/tokenizer.h does not have and are refused at open (Error(kUnsupported)); RoBERTa-style
+// pairs (<s> q </s></s> p </s>) are not laid out: pairs are always [CLS] q [SEP] p [SEP].
 //
 // The forward pass is post-norm BERT, as HF transformers and llama.cpp's build_bert compute it:
 //   x = LN(token_embd[id] + token_types[type] + position_embd[position])     position counts from 0
