@@ -16,6 +16,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
@@ -446,6 +447,26 @@ TEST_F(EncoderTest, BatchEqualsEachAlone) {
     for (int64_t j = 0; j < model.spec.dim; ++j) {
       ASSERT_NEAR(batch[i * model.spec.dim + j], alone[j], 1e-5) << "sequence " << i << " value " << j;
     }
+  }
+}
+
+// An Encoder is shared by request threads: concurrent calls give what one call alone gives.
+TEST_F(EncoderTest, ConcurrentCallsAgree) {
+  const TinyModel model = make_model({});
+  auto encoder = open_model(model);
+  const auto seqs = mixed_lengths(model.spec.vocab);
+  const auto expected = encoder->embed_tokens(seqs);
+  std::vector<std::vector<float>> results(4);
+  std::vector<std::thread> threads;
+  for (auto& result : results) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 5; ++i) result = encoder->embed_tokens(seqs);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& result : results) {
+    ASSERT_EQ(result.size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) ASSERT_NEAR(result[i], expected[i], 1e-5) << i;
   }
 }
 
