@@ -27,17 +27,17 @@ class Model;  // private: generate/model.h
 std::shared_ptr<const Model> load_model(const std::string& path);
 
 struct ModelInfo {
-  std::string path;
+  std::string path;             // the GGUF file it was loaded from
   std::string architecture;     // general.architecture: "llama" or "qwen2"
   std::string weight_type;      // element type of the layer matrices: "F32", "F16", "Q8_0", ...
-  int64_t vocab_size = 0;
+  int64_t vocab_size = 0;       // token ids are [0, vocab_size); one logit each
   int64_t context_length = 0;   // most positions (prompt plus generated tokens) one sequence may use
-  int64_t embedding_length = 0;
-  int64_t layer_count = 0;
-  int64_t head_count = 0;
-  int64_t head_count_kv = 0;
+  int64_t embedding_length = 0; // width of the residual stream
+  int64_t layer_count = 0;      // decoder blocks
+  int64_t head_count = 0;       // query heads
+  int64_t head_count_kv = 0;    // key/value heads, dividing head_count (fewer: grouped-query attention)
   int32_t bos_id = -1;          // -1 when the vocabulary names none
-  int32_t eos_id = -1;
+  int32_t eos_id = -1;          // ends generation (as do the vocabulary's other end-of-turn tokens)
 };
 ModelInfo model_info(const Model& model);
 
