@@ -19,8 +19,8 @@ const std::vector<ModelCommand>& model_commands() {
   static const std::vector<ModelCommand> commands = {
       {"embed", cmd_model_embed, "embed texts or score passages with a BERT-family encoder (check a model)"},
       {"info", cmd_model_info, "describe a GGUF model: architecture, sizes, tensor types, tokenizer"},
-      {"quantize", cmd_model_quantize, "convert a model's weight matrices to q8_0, q4_0 or f16"},
       {"import-llama2c", cmd_model_import_llama2c, "convert a llama2.c checkpoint and tokenizer to GGUF"},
+      {"quantize", cmd_model_quantize, "convert a model's weight matrices to q8_0, q4_0 or f16"},
       {"tokenize", cmd_model_tokenize, "print the token ids (or pieces) a model's tokenizer gives a text"},
   };
   return commands;

@@ -17,9 +17,9 @@ int cmd_model(int argc, char** argv);
 int cmd_search(int argc, char** argv);
 // `rag model` subcommands (cli/model-*.cpp):
 int cmd_model_embed(int argc, char** argv);
+int cmd_model_import_llama2c(int argc, char** argv);
 int cmd_model_info(int argc, char** argv);
 int cmd_model_quantize(int argc, char** argv);
-int cmd_model_import_llama2c(int argc, char** argv);
 int cmd_model_tokenize(int argc, char** argv);
 
 
