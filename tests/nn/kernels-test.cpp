@@ -158,8 +158,7 @@ TEST_F(KernelsTest, MatmulEqualsSeparateMatvecs) {
     for (TensorType type : kAllTypes) {
       // Row counts cross the 16-row tiles of the int8 kernel; n crosses its 8- and 4-token groups. The
       // longest rows go with few rows to keep the sanitizer run short.
-      for (auto [rows, cols] :
-           {std::pair<int64_t, int64_t>{1, 32}, {3, 96}, {17, 4096 + 32}, {257, 32}, {257, 96}}) {
+      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 32}, {3, 96}, {17, 4096 + 32}, {257, 64}}) {
         const TestMatrix m = make_matrix(type, rows, cols, static_cast<uint32_t>(rows + cols));
         for (int64_t n : {1, 2, 5, 33}) {
           SCOPED_TRACE(testing::Message() << simd_level_name(level) << " " << tensor_type_name(type) << " "
