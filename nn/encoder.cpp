@@ -353,7 +353,10 @@ std::vector<float> Encoder::Impl::forward(const EncoderSequence* sequences, size
   std::vector<float> q(x.size()), k(x.size()), v(x.size()), ctx(x.size());
   std::vector<float> h(static_cast<size_t>(n * ffn));
   const int threads = omp_get_max_threads();
-  std::vector<float> scores(static_cast<size_t>(threads) * static_cast<size_t>(longest));
+  // Per thread: one row of attention weights, and the job's keys and values transposed (head_dim rows of
+  // `longest`), so that both products run as long contiguous vector operations over the sequence.
+  const size_t scratch_size = static_cast<size_t>((2 * head_dim + 1) * longest);
+  std::vector<float> scratch(static_cast<size_t>(threads) * scratch_size);
 
   // Token, type and position embeddings, then their layer norm. The quantized-table case needs one row of
   // scratch per token: q serves.
@@ -400,16 +403,24 @@ std::vector<float> Encoder::Impl::forward(const EncoderSequence* sequences, size
       const int64_t head = job % config.heads;
       const int64_t first = start[s];
       const int64_t len = start[s + 1] - first;
-      float* p = scores.data() + static_cast<size_t>(omp_get_thread_num()) * static_cast<size_t>(longest);
+      float* p = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * scratch_size;
+      float* kt = p + longest;
+      float* vt = kt + head_dim * longest;
+      for (int64_t j = 0; j < len; ++j) {
+        const float* kj = k.data() + (first + j) * d + head * head_dim;
+        const float* vj = v.data() + (first + j) * d + head * head_dim;
+        for (int64_t e = 0; e < head_dim; ++e) {
+          kt[e * len + j] = kj[e];
+          vt[e * len + j] = vj[e];
+        }
+      }
       for (int64_t i = 0; i < len; ++i) {
         const float* qi = q.data() + (first + i) * d + head * head_dim;
-        for (int64_t j = 0; j < len; ++j) {
-          p[j] = dot_f32(qi, k.data() + (first + j) * d + head * head_dim, head_dim) * attention_scale;
-        }
+        std::fill(p, p + len, 0.0f);
+        for (int64_t e = 0; e < head_dim; ++e) axpy(qi[e] * attention_scale, kt + e * len, p, len);
         softmax(p, len);
         float* out = ctx.data() + (first + i) * d + head * head_dim;
-        std::fill(out, out + head_dim, 0.0f);
-        for (int64_t j = 0; j < len; ++j) axpy(p[j], v.data() + (first + j) * d + head * head_dim, out, head_dim);
+        for (int64_t e = 0; e < head_dim; ++e) out[e] = dot_f32(p, vt + e * len, len);
       }
     }
 
