@@ -40,8 +40,9 @@ struct Weights {
 void matvec(const Weights& w, const float* x, float* y);
 
 // Y = X · Wᵀ for n activation rows: X is n × w.cols, Y is n × w.rows (both row-major). Equals n calls of
-// matvec within rounding; faster for n > 1 (prefill, encoders) because each weight block is loaded once
-// per tile of tokens.
+// matvec within rounding (for Q8_0 and Q4_0 on the sgemm route, within the int8 rounding matvec gives the
+// activations); faster for n > 1 (prefill, encoders, batched decode) because each weight block is loaded
+// once per tile of tokens. n = 1 is a matvec.
 void matmul(const Weights& w, const float* x, int64_t n, float* y);
 // The two routes matmul chooses between for Q8_0 and Q4_0, public for tests and benchmarks:
 //   matmul_int8         X quantized to int8 blocks once, int8 dot products with the weight blocks, as
