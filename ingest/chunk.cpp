@@ -11,8 +11,11 @@
 //     headings (by level) in force after the chunk's headings.
 //  4. Overlap: a chunk that does not start at a heading or a table row may begin up to overlap_bytes
 //     before the previous chunk's end (whole words, within the previous chunk's last block, never when
-//     that block is a heading or a table row).
+//     that block is a heading or a table row, never from another page).
 //  5. text.size() <= max_bytes, unless a table header row of more than max_bytes / 2 is repeated.
+//  6. Pages: a block on another page than the chunk's always starts a new chunk (like a heading), so every
+//     byte of a chunk's range comes from blocks of one page and `page` is that page: a PDF hit cites the
+//     page its text is on. (A repeated table header row, invariant 2, may come from an earlier page.)
 #include <algorithm>
 #include <unordered_map>
 
@@ -138,19 +141,20 @@ class Chunker {
   }
 
   void add(const Piece& piece) {
-    bool heading = piece.block->kind == BlockKind::kHeading;
-    if (open_) {
-      bool fits = has_body_ ? !heading && size_with(piece) <= options_.target_bytes
-                            : size_with(piece) <= options_.max_bytes;
-      if (fits) {
-        extend(piece);
-        return;
-      }
-      emit();
-      start(piece, heading ? kNoOverlap : overlap_begin(piece));
-    } else {
+    if (!open_) {
       start(piece, kNoOverlap);
+      return;
     }
+    bool heading = piece.block->kind == BlockKind::kHeading;
+    bool same_page = piece.block->page == page_;
+    bool fits = has_body_ ? !heading && size_with(piece) <= options_.target_bytes
+                          : size_with(piece) <= options_.max_bytes;
+    if (same_page && fits) {
+      extend(piece);
+      return;
+    }
+    emit();
+    start(piece, heading ? kNoOverlap : overlap_begin(piece));
   }
 
   void extend(const Piece& piece) {
@@ -169,6 +173,7 @@ class Chunker {
     BlockKind kind = last_.block->kind;
     if (kind == BlockKind::kHeading || kind == BlockKind::kTableRow) return kNoOverlap;
     if (piece.block->kind == BlockKind::kTableRow) return kNoOverlap;
+    if (last_.block->page != piece.block->page) return kNoOverlap;
     size_t low =
         std::max(last_.begin, last_.end > options_.overlap_bytes ? last_.end - options_.overlap_bytes : 0);
     if (piece.end > options_.max_bytes) low = std::max(low, piece.end - options_.max_bytes);
@@ -184,7 +189,7 @@ class Chunker {
     if (const Block* header = header_for(*piece.block)) prefix_ = header->text;
     bool overlap = overlap_from != kNoOverlap;
     begin_ = overlap ? overlap_from : piece.begin;
-    page_ = overlap ? last_.block->page : piece.block->page;
+    page_ = piece.block->page;  // an overlap never crosses a page, so the carried words share it
     heading_path_ = heading_path();
     extend(piece);
   }

@@ -4,6 +4,8 @@
 
 #include "common/text.h"
 #include "tests/ingest/helpers.h"
+#include "tests/support/pdf-writer.h"
+#include "tests/support/support.h"
 
 namespace rag::ingest {
 namespace {
@@ -210,6 +212,93 @@ TEST(Chunk, PageOfFirstBlock) {
   expect_chunk_invariants(doc, chunks, options);
   ASSERT_EQ(chunks.size(), 3u);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(chunks[i].page, i + 1);
+}
+
+// The page oracle of invariant 6: every block whose text the chunk's byte range covers is on the chunk's page.
+void expect_one_page_per_chunk(const ParsedDocument& doc, const std::vector<Chunk>& chunks) {
+  for (const Chunk& c : chunks) {
+    int blocks_covered = 0;
+    for (const Block& b : doc.blocks) {
+      if (b.end <= c.begin || b.begin >= c.end) continue;
+      ++blocks_covered;
+      EXPECT_EQ(b.page, c.page) << "chunk " << c.ordinal << " [" << c.text << "] covers block [" << b.text
+                                << "] of page " << b.page;
+    }
+    EXPECT_GT(blocks_covered, 0) << "chunk " << c.ordinal;
+  }
+}
+
+TEST(Chunk, APageChangeStartsAChunkWithoutOverlap) {
+  // Small paragraphs that would share one chunk on one page; overlap on.
+  Block intro = heading("Intro", 1), next = heading("Next", 2);
+  intro.page = 1;
+  next.page = 2;
+  ParsedDocument doc = make_doc({intro, para("alpha beta gamma", 1), para("delta epsilon", 2), para("zeta eta", 2),
+                                 next, para("theta iota kappa", 3)});
+  ChunkOptions options{.target_bytes = 1000, .max_bytes = 2000, .overlap_bytes = 150};
+  std::vector<Chunk> chunks = chunk_document(doc, options);
+  expect_chunk_invariants(doc, chunks, options);
+  expect_one_page_per_chunk(doc, chunks);
+  ASSERT_EQ(chunks.size(), 4u);
+  EXPECT_EQ(chunks[0].text, "Intro\n\nalpha beta gamma");
+  EXPECT_EQ(chunks[0].page, 1);
+  EXPECT_EQ(chunks[1].text, "delta epsilon\n\nzeta eta");  // nothing carried over from page 1
+  EXPECT_EQ(chunks[1].page, 2);
+  EXPECT_EQ(chunks[1].heading_path, "Intro");
+  // A heading at the foot of page 2 stays there; the text under it on page 3 carries it in heading_path.
+  EXPECT_EQ(chunks[2].text, "Next");
+  EXPECT_EQ(chunks[2].page, 2);
+  EXPECT_EQ(chunks[3].text, "theta iota kappa");
+  EXPECT_EQ(chunks[3].page, 3);
+  EXPECT_EQ(chunks[3].heading_path, "Intro > Next");
+}
+
+// Random multi-page documents (every block on a page, as a PDF gives them): the invariants and the page oracle.
+TEST(Chunk, RandomMultiPageDocumentsCiteOnePagePerChunk) {
+  std::mt19937 rng(777);
+  for (int iteration = 0; iteration < 200; ++iteration) {
+    std::vector<Block> blocks;
+    int page = 1;
+    int block_count = 1 + rng() % 30;
+    for (int b = 0; b < block_count; ++b) {
+      if (rng() % 3 == 0) page += 1 + rng() % 2;  // sometimes a page without text
+      std::string text = words(1 + rng() % (rng() % 4 == 0 ? 120 : 20), "w" + std::to_string(b) + "x");
+      Block block = rng() % 5 == 0 ? heading(collapse_whitespace(text.substr(0, 30)), 1 + rng() % 3) : para(text);
+      block.page = page;
+      blocks.push_back(std::move(block));
+    }
+    ParsedDocument doc = make_doc(blocks);
+    ChunkOptions options;
+    options.max_bytes = 16 + rng() % 600;
+    options.target_bytes = 1 + rng() % options.max_bytes;
+    options.overlap_bytes = rng() % 200;
+    SCOPED_TRACE("iteration " + std::to_string(iteration));
+    std::vector<Chunk> chunks = chunk_document(doc, options);
+    expect_chunk_invariants(doc, chunks, options);
+    expect_one_page_per_chunk(doc, chunks);
+    if (HasFailure()) break;
+  }
+}
+
+// The same through the PDF parser: a three-page PDF whose pages each hold less than one chunk's worth.
+TEST(Chunk, PdfChunksCiteThePageTheirTextIsOn) {
+  rag::test::TempDir dir;
+  std::string path = dir / "pages.pdf";
+  rag::test::write_pdf(path,
+                  {"Page one talks about apples. " + words(30, "apple"),
+                   "Page two talks about bananas. " + words(30, "banana") + "\n\nA second paragraph on page two.",
+                   "Page three talks about cherries. " + words(30, "cherry")},
+                  "Fruit");
+  ParsedDocument doc = parse_pdf(path);
+  ASSERT_EQ(doc.page_count, 3);
+  ChunkOptions options;  // defaults: all three pages would fit one 1000-byte chunk
+  std::vector<Chunk> chunks = chunk_document(doc, options);
+  expect_chunk_invariants(doc, chunks, options);
+  expect_one_page_per_chunk(doc, chunks);
+  ASSERT_EQ(chunks.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(chunks[i].page, i + 1);
+  EXPECT_NE(chunks[1].text.find("banana"), std::string::npos);
+  EXPECT_EQ(chunks[1].text.find("apple"), std::string::npos);
 }
 
 TEST(Chunk, InvalidOptions) {
