@@ -62,6 +62,7 @@ mb=$(du -sm --apparent-size "$corpus" | cut -f1)
 echo "corpus: $files files ($(find "$corpus/html" -type f | wc -l) HTML, $n PDF), $mb MB in $corpus"
 
 sync
+echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo "--- rag bench ingest"
 /usr/bin/time -f "rag: cpu user %U s, sys %S s" "$rag" bench ingest "$corpus"
 
@@ -76,4 +77,5 @@ seconds=$(echo "$end - $start" | bc -l)
 printf 'omindex: %s files indexed (%s PDFs) of %s in %.2f s: %.1f files/s, %.2f MB/s\n' "$indexed" "$pdfs_indexed" \
   "$files" "$seconds" "$(echo "$files / $seconds" | bc -l)" "$(echo "$mb / $seconds" | bc -l)"
 cat "$scratch/omindex-time.txt"
+echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "${pdfs_indexed:-0}" -gt 0 ] || echo "ingest-vs-omindex: warning: omindex indexed no PDFs (see $scratch/omindex.log)" >&2

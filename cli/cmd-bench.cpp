@@ -61,7 +61,7 @@ int bench_ingest(int argc, char** argv) {
                    "Ingests DIR into a fresh temporary data dir (deleted afterwards) and prints throughput:\n"
                    "files/s, pages/s, MB/s and chunks/s, with totals and seconds.",
                    {{"threads", "N", "parser threads (default: one per core)"},
-                    {"batch", "N", "files per writer batch (one catalog transaction and one Xapian commit)"},
+                    {"batch-mb", "N", "chunk text per writer batch, MiB (one catalog transaction and one Xapian commit)"},
                     {"json", "", "print one JSON object on stdout"}}};
   ParsedArgs args = parse_args(spec, argc, argv);
   if (args.has("help")) {
@@ -72,7 +72,7 @@ int bench_ingest(int argc, char** argv) {
   index::IngestOptions options;
   options.roots = args.positional;
   options.threads = static_cast<int>(args.get_int("threads", 0, 0, 1024));
-  options.batch_files = args.get_int("batch", options.batch_files, 1, int64_t{1} << 30);
+  if (args.has("batch-mb")) options.batch_bytes = args.get_int("batch-mb", 32, 1, int64_t{1} << 20) << 20;
   ScratchDir scratch;
   index::IngestSummary s = index::ingest(scratch.path() + "/data", options);
   double seconds = s.seconds > 0 ? s.seconds : 1e-9;

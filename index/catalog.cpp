@@ -12,9 +12,13 @@
 //
 // A writer opens with WAL, busy_timeout, foreign keys and synchronous=NORMAL (durable at checkpoints, never
 // corrupt), runs PRAGMA quick_check, then migrates. Migrations only ever append to kMigrations.
+// The writer turns automatic WAL checkpoints off (they would run, with an fsync, inside the commit of some
+// ingest batch) and checkpoints once when it closes; a writer that dies leaves the WAL to the next opener.
+// The writes of an ingest batch reuse prepared statements (Impl::cached) instead of preparing per file.
 #include <sqlite3.h>
 
 #include <chrono>
+#include <memory>
 #include <unordered_map>
 
 #include "common/error.h"
@@ -187,10 +191,25 @@ struct Catalog::Impl {
   bool in_transaction = false;
   int64_t changes_at_begin = 0;
 
+  // Prepared statements of the write path, by their SQL text's address (string literals only).
+  std::unordered_map<const char*, std::unique_ptr<Statement>> statements;
+
   // Here rather than in ~Catalog so a constructor that throws after opening still closes the handle.
   ~Impl() {
     if (in_transaction) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    statements.clear();  // finalized before the close, which fails while statements are open
+    // Best effort and without waiting for readers (PASSIVE): what is not checkpointed stays in the WAL.
+    if (db && mode == Mode::kWrite)
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     sqlite3_close(db);
+  }
+
+  // A reset statement for `sql`, which must be a string literal; prepared on first use, then reused.
+  Statement& cached(const char* sql) {
+    auto& slot = statements[sql];
+    if (!slot) slot = std::make_unique<Statement>(db, path, sql);
+    slot->reset();
+    return *slot;
   }
 
   void exec(const char* sql) {
@@ -241,6 +260,7 @@ Catalog::Catalog(const std::string& path, Mode mode) : impl_(std::make_unique<Im
   }
   impl_->exec("PRAGMA journal_mode = WAL");
   impl_->exec("PRAGMA synchronous = NORMAL");
+  impl_->exec("PRAGMA wal_autocheckpoint = 0");
   {
     Statement check(impl_->db, path, "PRAGMA quick_check");
     std::string verdict = check.step() ? check.text(0) : "no answer";
@@ -322,10 +342,11 @@ std::vector<ChunkRecord> Catalog::chunks_of(int64_t doc_id) const {
 }
 
 std::vector<int64_t> Catalog::chunk_ids_of(int64_t doc_id) const {
-  Statement s(impl_->db, impl_->path, "SELECT id FROM chunks WHERE doc_id = ? ORDER BY ordinal");
+  Statement& s = impl_->cached("SELECT id FROM chunks WHERE doc_id = ? ORDER BY ordinal");
   s.bind(1, doc_id);
   std::vector<int64_t> out;
   while (s.step()) out.push_back(s.int64(0));
+  s.reset();
   return out;
 }
 
@@ -410,27 +431,27 @@ int64_t Catalog::put_document(const DocumentRecord& r) {
   RAG_ASSERT(r.status == "ok" || r.status == "error");
   int64_t id = r.id;
   if (id == 0) {
-    Statement s(impl_->db, impl_->path,
-                "INSERT INTO documents(root, path, type, title, size, mtime_ns, content_hash, status, error, "
-                "page_count, chunk_count, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    Statement& s = impl_->cached(
+        "INSERT INTO documents(root, path, type, title, size, mtime_ns, content_hash, status, error, "
+        "page_count, chunk_count, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, r.root).bind(2, r.path).bind(3, r.type).bind(4, r.title).bind(5, r.size).bind(6, r.mtime_ns);
     s.bind(7, r.content_hash).bind(8, r.status);
     if (r.error.empty()) s.bind_null(9); else s.bind(9, r.error);
     s.bind(10, r.page_count).bind(11, r.chunk_count).bind(12, now_seconds()).run();
     id = sqlite3_last_insert_rowid(impl_->db);
   } else {
-    Statement s(impl_->db, impl_->path,
-                "UPDATE documents SET root = ?, path = ?, type = ?, title = ?, size = ?, mtime_ns = ?, "
-                "content_hash = ?, status = ?, error = ?, page_count = ?, chunk_count = ?, ingested_at = ? "
-                "WHERE id = ?");
+    Statement& s = impl_->cached(
+        "UPDATE documents SET root = ?, path = ?, type = ?, title = ?, size = ?, mtime_ns = ?, "
+        "content_hash = ?, status = ?, error = ?, page_count = ?, chunk_count = ?, ingested_at = ? "
+        "WHERE id = ?");
     s.bind(1, r.root).bind(2, r.path).bind(3, r.type).bind(4, r.title).bind(5, r.size).bind(6, r.mtime_ns);
     s.bind(7, r.content_hash).bind(8, r.status);
     if (r.error.empty()) s.bind_null(9); else s.bind(9, r.error);
     s.bind(10, r.page_count).bind(11, r.chunk_count).bind(12, now_seconds()).bind(13, id).run();
-    Statement clear(impl_->db, impl_->path, "DELETE FROM acl_entries WHERE doc_id = ?");
+    Statement& clear = impl_->cached("DELETE FROM acl_entries WHERE doc_id = ?");
     clear.bind(1, id).run();
   }
-  Statement acl(impl_->db, impl_->path, "INSERT OR IGNORE INTO acl_entries(doc_id, principal) VALUES (?, ?)");
+  Statement& acl = impl_->cached("INSERT OR IGNORE INTO acl_entries(doc_id, principal) VALUES (?, ?)");
   for (const auto& principal : r.acl) acl.bind(1, id).bind(2, principal).run();
   return id;
 }
@@ -440,11 +461,11 @@ std::vector<int64_t> Catalog::replace_chunks(int64_t doc_id, const std::vector<i
   impl_->require_writer();
   std::vector<int64_t> old = chunk_ids_of(doc_id);
   removed.insert(removed.end(), old.begin(), old.end());
-  Statement clear(impl_->db, impl_->path, "DELETE FROM chunks WHERE doc_id = ?");
+  Statement& clear = impl_->cached("DELETE FROM chunks WHERE doc_id = ?");
   clear.bind(1, doc_id).run();
-  Statement insert(impl_->db, impl_->path,
-                   "INSERT INTO chunks(doc_id, ordinal, text, heading_path, page, byte_begin, byte_end) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)");
+  Statement& insert = impl_->cached(
+      "INSERT INTO chunks(doc_id, ordinal, text, heading_path, page, byte_begin, byte_end) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?)");
   std::vector<int64_t> ids;
   ids.reserve(chunks.size());
   for (const auto& c : chunks) {
@@ -453,7 +474,7 @@ std::vector<int64_t> Catalog::replace_chunks(int64_t doc_id, const std::vector<i
     insert.bind(6, static_cast<int64_t>(c.begin)).bind(7, static_cast<int64_t>(c.end)).run();
     ids.push_back(sqlite3_last_insert_rowid(impl_->db));
   }
-  Statement count(impl_->db, impl_->path, "UPDATE documents SET chunk_count = ? WHERE id = ?");
+  Statement& count = impl_->cached("UPDATE documents SET chunk_count = ? WHERE id = ?");
   count.bind(1, static_cast<int64_t>(chunks.size())).bind(2, doc_id).run();
   return ids;
 }

@@ -167,6 +167,9 @@ class KeywordIndex {
   void replace(const KeywordChunk& chunk);
   void remove(int64_t chunk_id);
   void remove_all();
+  // Optional: holds the changes up to the next commit() in one transaction, so Xapian does not commit on its
+  // own part way through a large batch (it does every XAPIAN_FLUSH_THRESHOLD documents otherwise).
+  void begin_batch();
   // Makes everything since the last commit durable and records the catalog change counter it reflects.
   void commit(int64_t change_counter);
   // The change counter recorded by the last commit; -1 for a database never committed by us.
@@ -203,7 +206,10 @@ struct IngestOptions {
   // catalog's roots table (re-ingest), which for a new root has nothing to remove anyway.
   std::optional<bool> prune;
   int threads = 0;                       // parser threads; 0 = hardware concurrency
-  int64_t batch_files = 256;             // files per writer batch (one SQLite transaction + one Xapian commit)
+  // A writer batch (one SQLite transaction, then one Xapian commit) closes once the chunk text of its files
+  // reaches this many bytes. Commits cost a sync and a merge of Xapian's in-memory changes, so fewer are
+  // faster; the batch's documents are held in memory meanwhile (several times their text with positions).
+  int64_t batch_bytes = 32ll << 20;
   ingest::ChunkOptions chunking;
   // Called from the calling thread after each file is decided; keep it cheap (rate-limit drawing yourself).
   std::function<void(const IngestProgress&)> on_progress;

@@ -1,10 +1,15 @@
 // The ingest job: brings a data dir in step with folders of files.
 //
 //   walk roots ─▶ plan (main thread: unchanged by size+mtime+ACL, else a task; gone files are removals)
-//             ─▶ worker pool: hash; same hash → touch; else parse, chunk and build Xapian term lists
-//             ─▶ bounded queue ─▶ main thread = the one writer, in batches of IngestOptions::batch_files:
+//             ─▶ worker pool: hash; same hash → touch; else parse, chunk and build each chunk's whole
+//                Xapian document (stemming, positions, prefixes) with the worker's own Analyzer
+//             ─▶ bounded queue ─▶ main thread = the one writer, in batches of IngestOptions::batch_bytes:
 //                  1. one SQLite transaction: documents, ACL, chunks (new ids), removals; change_counter + 1
-//                  2. Xapian: delete the replaced chunk ids, add the new ones, commit with that change_counter
+//                  2. Xapian: add the id terms (Q, D, A, value) to the prebuilt documents, delete the replaced
+//                     chunk ids, replace_document(chunk id) the new ones, commit with that change_counter
+// The writer does no text analysis: a prebuilt Xapian::Document is a plain value, independent of any
+// database, and its terms do not depend on the chunk id, so parallel and one-thread runs index the same
+// terms and positions (tests/index/ingest-job-test.cpp compares them).
 //
 // Crash safety: the catalog commits first. A crash between 1 and 2 leaves Xapian's recorded change counter
 // behind the catalog's; the next writer to open the data dir sees the mismatch and rebuilds the keyword index
@@ -200,7 +205,7 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
       fail(Errc::kInvalidArgument, "--acl: '{}' is not a principal (like user:ann or group:eng, no spaces)",
            principal);
   if (options.max_file_bytes < 1) fail(Errc::kInvalidArgument, "--max-file-mb: must be positive");
-  RAG_ASSERT(options.batch_files >= 1);
+  RAG_ASSERT(options.batch_bytes >= 1);
 
   std::vector<std::string> roots;
   for (const auto& root : options.roots) {
@@ -339,6 +344,9 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
       throw;
     }
     roots_recorded = true;
+    // An unflushed Xapian transaction around the batch: without it Xapian commits by itself (with an fsync)
+    // every XAPIAN_FLUSH_THRESHOLD documents, several times inside one large batch.
+    keywords.begin_batch();
     for (int64_t id : deleted) keywords.remove(id);
     for (auto& [id, doc] : added) keywords.impl().replace(id, std::move(doc));
     keywords.commit(catalog.change_counter());
@@ -369,6 +377,7 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
       });
     }
     std::vector<Result> batch;
+    int64_t batch_bytes = 0;
     for (size_t received = 0; received < tasks.size(); ++received) {
       std::optional<Result> r = queue.pop();
       if (!r) {
@@ -395,8 +404,12 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
       }
       ++progress.files_done;
       progress.bytes_done += task.entry.size;
+      for (const auto& c : r->chunks) batch_bytes += static_cast<int64_t>(c.text.size());
       batch.push_back(std::move(*r));
-      if (static_cast<int64_t>(batch.size()) >= options.batch_files) flush(batch, {});
+      if (batch_bytes >= options.batch_bytes) {
+        flush(batch, {});
+        batch_bytes = 0;
+      }
       report();
     }
     join();

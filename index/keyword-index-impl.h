@@ -55,6 +55,7 @@ struct KeywordIndex::Impl {
   std::optional<Xapian::WritableDatabase> writer;
   Xapian::Database reader;  // the writer itself when writing
   Analyzer analyzer;
+  bool in_batch = false;  // inside begin_batch() ... commit()
 
   void replace(int64_t chunk_id, Xapian::Document doc);
 };

@@ -148,10 +148,24 @@ void KeywordIndex::remove_all() {
   }
 }
 
+void KeywordIndex::begin_batch() {
+  RAG_ASSERT(impl_->writer.has_value() && !impl_->in_batch);
+  try {
+    impl_->writer->begin_transaction(false);  // unflushed: commit() below makes it durable
+    impl_->in_batch = true;
+  } catch (const Xapian::Error& e) {
+    fail(Errc::kInternal, "{}: cannot begin a batch: {}", impl_->path, e.get_description());
+  }
+}
+
 void KeywordIndex::commit(int64_t change_counter) {
   RAG_ASSERT(impl_->writer.has_value());
   try {
     impl_->writer->set_metadata(kChangeKey, std::to_string(change_counter));
+    if (impl_->in_batch) {
+      impl_->in_batch = false;
+      impl_->writer->commit_transaction();
+    }
     impl_->writer->commit();
   } catch (const Xapian::Error& e) {
     fail(Errc::kIo, "{}: cannot commit the keyword index: {}", impl_->path, e.get_description());

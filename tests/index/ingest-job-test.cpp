@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "index/index.h"
+#include "index/keyword-index-impl.h"
 #include "tests/support/support.h"
 
 namespace rag::index {
@@ -173,6 +174,27 @@ TEST(IngestJob, AChangedFileThatNowFailsKeepsItsPreviousChunks) {
   EXPECT_EQ(Catalog(catalog_path(data), Catalog::Mode::kRead).document_by_path(docs + "/a.txt")->status, "ok");
 }
 
+// Every term of one chunk's Xapian document with its wdf and positions, as text. The id terms ("Q<chunk id>",
+// "D<doc id>") differ between runs that assign ids in another order: they are checked against the catalog
+// ids and left out.
+std::vector<std::string> indexed_terms(const KeywordIndex& keywords, const ChunkRecord& chunk) {
+  std::vector<std::string> out;
+  Xapian::Document doc = keywords.impl().reader.get_document(static_cast<Xapian::docid>(chunk.id));
+  bool has_q = false, has_d = false;
+  for (auto it = doc.termlist_begin(); it != doc.termlist_end(); ++it) {
+    std::string term = *it;
+    if (term == "Q" + std::to_string(chunk.id)) has_q = true;
+    if (term == "D" + std::to_string(chunk.doc_id)) has_d = true;
+    if (term[0] == 'Q' || term[0] == 'D') continue;
+    std::string line = term + " wdf " + std::to_string(it.get_wdf()) + " at";
+    for (auto p = it.positionlist_begin(); p != it.positionlist_end(); ++p) line += " " + std::to_string(*p);
+    out.push_back(std::move(line));
+  }
+  EXPECT_TRUE(has_q && has_d) << "chunk " << chunk.id << " lacks its id terms";
+  EXPECT_EQ(Xapian::sortable_unserialise(doc.get_value(kSlotDocId)), static_cast<double>(chunk.doc_id));
+  return out;
+}
+
 TEST(IngestJob, ThreadsAndBatchSizeDoNotChangeTheResult) {
   test::TempDir dir;
   std::string docs = dir / "docs";
@@ -183,14 +205,26 @@ TEST(IngestJob, ThreadsAndBatchSizeDoNotChangeTheResult) {
               " and the quarterly numbers for region " + std::to_string(p * i % 11) + ".\n\n";
     test::write_file(docs + "/r" + std::to_string(i) + ".md", body);
   }
+  // HTML with a title, nested headings and a body long enough for several chunks: prefixed title and heading
+  // terms and body positions past the first chunk.
+  for (int i = 0; i < 6; ++i) {
+    std::string body = "<html><head><title>Manual page " + std::to_string(i) + "</title></head><body>";
+    for (int h = 0; h < 3; ++h) {
+      body += "<h1>Chapter " + std::to_string(h) + "</h1><h2>Running the server</h2>";
+      for (int p = 0; p < 8; ++p)
+        body += "<p>The write ahead log keeps changes durable; section " + std::to_string(p) +
+                " explains checkpoints, vacuum and replication slots in detail.</p>";
+    }
+    test::write_file(docs + "/m" + std::to_string(i) + ".html", body + "</body></html>");
+  }
   test::write_file(docs + "/bad.bin", kBinary);
   // The slow oracle: one thread, one file per batch. The fast path: several threads, large batches.
   IngestOptions slow;
   slow.threads = 1;
-  slow.batch_files = 1;
+  slow.batch_bytes = 1;
   IngestOptions fast;
   fast.threads = 4;
-  fast.batch_files = 256;
+  fast.batch_bytes = 1ll << 30;
   IngestSummary a = run(dir / "slow", docs, slow);
   IngestSummary b = run(dir / "fast", docs, fast);
   EXPECT_EQ(counts(a), counts(b));
@@ -205,7 +239,27 @@ TEST(IngestJob, ThreadsAndBatchSizeDoNotChangeTheResult) {
     ASSERT_EQ(xa.size(), xb.size()) << path;
     for (size_t c = 0; c < xa.size(); ++c) EXPECT_EQ(xa[c].text, xb[c].text);
   }
-  for (const char* query : {"widget3", "quarterly region", "report 17"}) {
+  // Every chunk of every document: the same Xapian terms, wdf and positions in both runs.
+  KeywordIndex ka(keyword_path(dir / "slow", current_generation(dir / "slow")), KeywordIndex::Mode::kRead);
+  KeywordIndex kb(keyword_path(dir / "fast", current_generation(dir / "fast")), KeywordIndex::Mode::kRead);
+  EXPECT_EQ(ka.size(), a.chunks);
+  EXPECT_EQ(kb.size(), b.chunks);
+  size_t compared = 0;
+  for (const auto& da : ca.documents_under(docs)) {
+    auto db = cb.document_by_path(da.path);
+    ASSERT_TRUE(db) << da.path;
+    auto xa = ca.chunks_of(da.id), xb = cb.chunks_of(db->id);
+    ASSERT_EQ(xa.size(), xb.size()) << da.path;
+    for (size_t c = 0; c < xa.size(); ++c) {
+      std::vector<std::string> ta = indexed_terms(ka, xa[c]), tb = indexed_terms(kb, xb[c]);
+      EXPECT_FALSE(ta.empty()) << da.path << " chunk " << c;
+      EXPECT_EQ(ta, tb) << da.path << " chunk " << c;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(static_cast<int64_t>(compared), a.chunks);
+  for (const char* query : {"widget3", "quarterly region", "report 17", "\"write ahead log\"", "title:manual",
+                            "heading:server checkpoints"}) {
     // k above the corpus size: a cut inside a run of equal scores would depend on docid order.
     auto ha = index::search(dir / "slow", query, top(100)), hb = index::search(dir / "fast", query, top(100));
     ASSERT_EQ(ha.size(), hb.size()) << query;
@@ -220,6 +274,25 @@ TEST(IngestJob, ThreadsAndBatchSizeDoNotChangeTheResult) {
       EXPECT_DOUBLE_EQ(ha[i].score, hb[i].score) << query;
     }
   }
+}
+
+// Body terms keep positions when their documents are built on the parser threads: a quoted phrase matches
+// only the chunk that has its words in order.
+TEST(IngestJob, PhraseQueriesMatchBodyTextBuiltInParallel) {
+  test::TempDir dir;
+  std::string docs = dir / "docs";
+  test::write_file(docs + "/in-order.md", "# Storage\n\nThe write ahead log makes commits durable.\n");
+  test::write_file(docs + "/scattered.md", "# Notes\n\nThe log was ahead of the write position.\n");
+  for (int i = 0; i < 10; ++i)
+    test::write_file(docs + "/filler" + std::to_string(i) + ".md", "# Filler\n\nNothing about storage here.\n");
+  IngestOptions options;
+  options.threads = 4;
+  run(dir / "data", docs, options);
+  EXPECT_EQ(hit_paths(dir / "data", "\"write ahead log\""), std::vector<std::string>{docs + "/in-order.md"});
+  EXPECT_EQ(hit_paths(dir / "data", "\"log ahead write\""), std::vector<std::string>{});
+  std::vector<std::string> both = hit_paths(dir / "data", "write ahead log");
+  std::sort(both.begin(), both.end());
+  EXPECT_EQ(both, (std::vector<std::string>{docs + "/in-order.md", docs + "/scattered.md"}));
 }
 
 TEST(IngestJob, KeywordIndexBehindTheCatalogIsRebuiltByTheNextWriter) {
