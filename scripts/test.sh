@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+# Tests run side by side on few cores: OpenMP threads that spin while waiting would starve each other.
+export OMP_WAIT_POLICY=passive
 
 bash scripts/setup.sh
 
