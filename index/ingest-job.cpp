@@ -44,6 +44,8 @@ namespace rag::index {
 namespace {
 
 constexpr size_t kMaxReasonBytes = 500;
+// Chunk text parsed ahead of the writer; the Xapian documents built from it take several times as much.
+constexpr size_t kQueueBytes = 16 << 20;
 
 using Clock = std::chrono::steady_clock;
 
@@ -81,16 +83,27 @@ struct Result {
   std::vector<Xapian::Document> terms;  // one per chunk, without ids
 };
 
-// Parser results flow to the writer through a bounded queue so parsing never runs far ahead of writing.
+size_t text_bytes(const Result& r) {
+  size_t bytes = 0;
+  for (const auto& c : r.chunks) bytes += c.text.size();
+  return bytes;
+}
+
+// Parser results flow to the writer through a queue bounded by the chunk text it holds, so parsing never runs
+// far ahead of writing. A bound in bytes rather than files lets the workers run ahead over many small files
+// (HTML pages, which keep the writer busy) and on to the slow ones (PDFs), so parsing overlaps writing.
 class ResultQueue {
  public:
-  explicit ResultQueue(size_t capacity) : capacity_(capacity) {}
+  explicit ResultQueue(size_t capacity_bytes) : capacity_bytes_(capacity_bytes) {}
 
-  // False when the queue was stopped (the writer failed): the worker should quit.
+  // False when the queue was stopped (the writer failed): the worker should quit. A result larger than the
+  // whole capacity still enters an empty queue.
   bool push(Result&& r) {
+    size_t bytes = text_bytes(r);
     std::unique_lock lock(mutex_);
-    not_full_.wait(lock, [&] { return items_.size() < capacity_ || stopped_; });
+    not_full_.wait(lock, [&] { return items_.empty() || bytes_ + bytes <= capacity_bytes_ || stopped_; });
     if (stopped_) return false;
+    bytes_ += bytes;
     items_.push_back(std::move(r));
     not_empty_.notify_one();
     return true;
@@ -102,7 +115,8 @@ class ResultQueue {
     if (items_.empty()) return std::nullopt;
     Result r = std::move(items_.front());
     items_.pop_front();
-    not_full_.notify_one();
+    bytes_ -= text_bytes(r);
+    not_full_.notify_all();
     return r;
   }
   void stop() {
@@ -124,7 +138,8 @@ class ResultQueue {
   std::mutex mutex_;
   std::condition_variable not_full_, not_empty_;
   std::deque<Result> items_;
-  size_t capacity_;
+  size_t capacity_bytes_;
+  size_t bytes_ = 0;  // chunk text held by items_
   bool stopped_ = false;
   std::exception_ptr error_;
 };
@@ -356,7 +371,7 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
   size_t thread_count = options.threads > 0 ? static_cast<size_t>(options.threads)
                                             : std::max(1u, std::thread::hardware_concurrency());
   thread_count = std::min(thread_count, std::max<size_t>(tasks.size(), 1));
-  ResultQueue queue(thread_count * 4 + 8);
+  ResultQueue queue(kQueueBytes);
   std::atomic<size_t> next{0};
   std::vector<std::thread> workers;
   auto join = [&] {
