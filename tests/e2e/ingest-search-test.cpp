@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/pdf-writer.h"
 #include "tests/support/support.h"
 
 namespace rag::test {
@@ -127,6 +129,31 @@ TEST(E2eSearch, JsonShapeWithNullPageForNonPdf) {
   EXPECT_NE(human.out.find("1. "), std::string::npos);
   EXPECT_NE(human.out.find("guide.md"), std::string::npos);
   EXPECT_EQ(human.out.find("\x1b["), std::string::npos);  // no ANSI when stdout is not a terminal
+}
+
+// Three short pages fit one chunk by size; each hit must still cite the page its words are on.
+TEST(E2eSearch, PdfHitsCiteThePageOfTheirWordsAndPhrasesMatch) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "docs");
+  write_pdf(dir / "docs/manual.pdf",
+            {"Installing the frobnicator takes ten minutes.", "Calibrating the quuxifier needs a torque wrench.",
+             "Retiring the gizmotron is irreversible."},
+            "Manual");
+  std::string data = dir / "data";
+  ASSERT_EQ(run_rag({"ingest", dir / "docs", "--data", data, "--quiet"}).exit_code, 0);
+  struct Case {
+    const char* query;
+    int page;
+  } cases[] = {{"frobnicator", 1}, {"quuxifier", 2}, {"gizmotron", 3}, {"\"torque wrench\"", 2}};
+  for (const auto& c : cases) {
+    RunResult r = run_rag({"search", c.query, "--data", data, "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    json results = json::parse(r.out)["results"];
+    ASSERT_EQ(results.size(), 1u) << c.query;
+    EXPECT_EQ(results[0]["page"], c.page) << c.query;
+  }
+  RunResult none = run_rag({"search", "\"wrench torque\"", "--data", data, "--json"});
+  EXPECT_EQ(json::parse(none.out)["results"].size(), 0u);
 }
 
 TEST(E2eSearch, MissingDataDirSaysToRunIngest) {
