@@ -51,30 +51,52 @@ struct SamplingOptions {
   int top_k = 40;            // keep the k most likely tokens before drawing; 0 keeps all
   float top_p = 0.95f;       // then the fewest most-likely tokens whose probability reaches p; 1 keeps all
   uint64_t seed = 0;         // the same seed, options and model give the same tokens
+  // OpenAI penalties, applied to the logits before everything above (greedy too): a token's logit loses
+  // frequency_penalty × (times it was generated so far) + presence_penalty × (1 if it was generated at all).
+  // Only generated tokens count, not the prompt. Each in [-2, 2]; 0 turns it off.
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
 };
 
 struct GenerateOptions {
   SamplingOptions sampling;
   int64_t max_tokens = 256;  // tokens generated after the prompt, at most
   bool stop_at_eos = true;   // stop (without emitting it) when the model produces its EOS token
+  // More token ids that end generation like EOS (not emitted, not in Generation::tokens), whatever stop_at_eos.
+  std::vector<int32_t> stop_tokens;
+  // Generation ends when its text contains one of these (non-empty) strings; the string and anything after
+  // it are not returned. Text that could still be the start of a stop string is held back from the callback
+  // until it cannot, so streamed text never shows part of one. The token that completes it stays in tokens.
+  std::vector<std::string> stop_strings;
+  // Runaway repetition: stop when the last repetition_window generated tokens are one cycle of at most
+  // repetition_max_cycle tokens repeated (window 64, cycle ≤ 16: a cycle of 16 seen 4 times, or one token 64
+  // times in a row). Normal text does not repeat a short span verbatim 64 tokens long. 0 disables either.
+  int64_t repetition_window = 64;
+  int64_t repetition_max_cycle = 16;
 };
 
 enum class StopReason {
-  kMaxTokens,    // max_tokens were generated
-  kEos,          // the model produced its EOS token
-  kContextFull,  // the sequence reached the model's context length
-  kCallback,     // the token callback returned false
+  kMaxTokens,    // max_tokens were generated                      finish reason "length"
+  kEos,          // the model produced its EOS token               "stop"
+  kContextFull,  // the sequence reached the model's context length "context"
+  kCallback,     // the token callback returned false              "cancelled"
+  kStopToken,    // the model produced one of stop_tokens          "stop"
+  kStopString,   // the text reached one of stop_strings           "stop"
+  kRepetition,   // runaway repetition (repetition_window)         "repetition"
 };
+
+// The OpenAI-style finish reason of `stop`: "stop", "length", "context", "cancelled" or "repetition".
+const char* finish_reason(StopReason stop);
 
 struct Generation {
   std::vector<int32_t> tokens;  // generated ids, without the prompt and without the final EOS
-  std::string text;             // their text, as streamed to the callback
+  std::string text;             // their text, as streamed to the callback (cut before a stop string)
   StopReason stop = StopReason::kMaxTokens;
 };
 
-// Called once per generated token with the text that token completes: whole UTF-8 characters only, so it
-// may be empty (a token holding the first bytes of a character) or hold several characters. Return false
-// to stop. Runs on the calling thread.
+// Called once per generated token with the text that token releases: whole UTF-8 characters only, so it
+// may be empty (a token holding the first bytes of a character, or text held back as a possible stop string)
+// or hold several characters. Return false to stop. Runs on the calling thread.
 using TokenCallback = std::function<bool(int32_t token, std::string_view text)>;
 
 // Runs the prompt (non-empty; the caller adds the BOS) in one prefill pass, then generates one token at a

@@ -2,6 +2,7 @@
 // it should follow, with seeds reproducing draws.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -79,9 +80,85 @@ TEST(Sampler, SameSeedSameDraws) {
   EXPECT_NE(da, dc);
 }
 
+// OpenAI semantics: logit -= frequency × count + presence × (count > 0), before greedy or the draw.
+TEST(Sampler, FrequencyAndPresencePenaltiesLowerGeneratedTokens) {
+  const std::vector<float> logits = {0.0f, 3.0f, 2.0f, 1.5f};
+  struct Case {
+    float frequency, presence;
+    std::vector<int32_t> generated;
+    int32_t expected;
+  };
+  const Case cases[] = {
+      {0.0f, 0.0f, {1, 1, 1}, 1},     // no penalty: the largest logit
+      {0.4f, 0.0f, {1, 1}, 1},        // 3 - 0.8 = 2.2 > 2
+      {0.4f, 0.0f, {1, 1, 1}, 2},     // 3 - 1.2 = 1.8 < 2
+      {0.0f, 0.9f, {1, 1, 1, 1}, 1},  // presence counts once: 3 - 0.9 = 2.1 > 2
+      {0.0f, 1.1f, {1}, 2},           // 3 - 1.1 = 1.9 < 2
+      {0.3f, 0.5f, {1, 2}, 1},        // 3 - 0.8 = 2.2 still above 1.5 and 2 - 0.8
+      {0.6f, 0.5f, {1, 1, 2}, 3},     // 3 - 1.7 = 1.3, 2 - 1.1 = 0.9: token 3 at 1.5 wins
+      {-1.0f, 0.0f, {0}, 1},          // a negative penalty favours repeats, but 0 + 1 < 3
+      {-2.0f, -2.0f, {0, 0}, 0},      // 0 + 4 + 2 = 6 > 3
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "frequency=" << c.frequency << " presence=" << c.presence
+                                      << " generated=" << c.generated.size());
+    for (float temperature : {0.0f, 0.01f}) {  // greedy, and a draw cold enough to be the argmax
+      SamplingOptions o = sampling(temperature, 0, 1.0f);
+      o.frequency_penalty = c.frequency;
+      o.presence_penalty = c.presence;
+      Sampler sampler(o);
+      for (int32_t token : c.generated) sampler.accept(token);
+      std::vector<float> penalized = logits;
+      for (size_t i = 0; i < penalized.size(); ++i) {
+        const auto n = static_cast<float>(std::count(c.generated.begin(), c.generated.end(), static_cast<int32_t>(i)));
+        penalized[i] -= c.frequency * n + (n > 0 ? c.presence : 0.0f);
+      }
+      EXPECT_EQ(sampler.sample(logits), argmax(penalized));
+      EXPECT_EQ(sampler.sample(logits), c.expected);
+    }
+  }
+}
+
+TEST(Sampler, RunawayRepetitionIsAShortCycleCoveringTheWindow) {
+  auto cycle = [](std::vector<int32_t> unit, size_t length, std::vector<int32_t> before = {}) {
+    std::vector<int32_t> tokens = before;
+    for (size_t i = 0; i < length; ++i) tokens.push_back(unit[i % unit.size()]);
+    return tokens;
+  };
+  std::vector<int32_t> varied(200);
+  for (size_t i = 0; i < varied.size(); ++i) varied[i] = static_cast<int32_t>((i * 7919) % 97);
+  struct Case {
+    const char* name;
+    std::vector<int32_t> tokens;
+    int64_t window, max_cycle;
+    bool expected;
+  };
+  std::vector<int32_t> seventeen(17);
+  for (size_t i = 0; i < seventeen.size(); ++i) seventeen[i] = static_cast<int32_t>(i);
+  const Case cases[] = {
+      {"one token 64 times", cycle({5}, 64), 64, 16, true},
+      {"one token 63 times", cycle({5}, 63), 64, 16, false},
+      {"one token 63 times after others", cycle({5}, 63, {1, 2, 3}), 64, 16, false},
+      {"a cycle of 3 over 64 after text", cycle({4, 9, 2}, 64, {1, 2, 3}), 64, 16, true},
+      {"a cycle of 16 four times", cycle(std::vector<int32_t>(seventeen.begin(), seventeen.end() - 1), 64), 64, 16, true},
+      {"a cycle of 17 is too long", cycle(seventeen, 128), 64, 16, false},
+      {"a cycle of 17 with a longer max", cycle(seventeen, 128), 64, 32, true},
+      {"varied text", varied, 64, 16, false},
+      {"broken by one token", [&] { auto t = cycle({4, 9}, 64); t[40] = 7; return t; }(), 64, 16, false},
+      {"window 0 disables", cycle({5}, 200), 0, 16, false},
+      {"cycle 0 disables", cycle({5}, 200), 64, 0, false},
+      {"a small window", cycle({5}, 8), 8, 16, true},
+  };
+  for (const Case& c : cases)
+    EXPECT_EQ(is_runaway_repetition(c.tokens, c.window, c.max_cycle), c.expected) << c.name;
+}
+
 TEST(Sampler, OptionsOutOfRangeAreInvalidArguments) {
   for (const SamplingOptions& o : {sampling(-1.0f, 0, 1.0f), sampling(NAN, 0, 1.0f), sampling(1.0f, -1, 1.0f),
-                                   sampling(1.0f, 0, 0.0f), sampling(1.0f, 0, 1.5f)}) {
+                                   sampling(1.0f, 0, 0.0f), sampling(1.0f, 0, 1.5f),
+                                   [] { auto o = sampling(0.0f, 0, 1.0f); o.frequency_penalty = 2.5f; return o; }(),
+                                   [] { auto o = sampling(0.0f, 0, 1.0f); o.presence_penalty = -3.0f; return o; }(),
+                                   [] { auto o = sampling(0.0f, 0, 1.0f); o.presence_penalty = NAN; return o; }()}) {
     try {
       Sampler s(o);
       ADD_FAILURE() << "expected an error";
