@@ -1,5 +1,6 @@
 // `rag generate --model FILE [PROMPT]`: continues PROMPT (or, without one, starts from BOS alone) with the
-// generator model and streams the text to stdout as it is produced, then a newline. Timings go to the log.
+// generator model and streams the text to stdout as it is produced, then a newline. Timings and the finish
+// reason go to the log.
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -27,6 +28,9 @@ const CommandSpec& spec() {
           {"top-p", "P", "then among the fewest tokens whose probability reaches P (default 0.95)"},
           {"seed", "S", "random seed for sampling (default 0)"},
           {"max-tokens", "N", "tokens to generate at most (default 256)"},
+          {"frequency-penalty", "F", "lower each token's logit by F per time it was generated, in [-2, 2] (default 0)"},
+          {"presence-penalty", "F", "lower the logit of every token generated so far by F, in [-2, 2] (default 0)"},
+          {"stop", "STRING", "stop when the text contains STRING, which is not printed (repeatable)", true},
       },
   };
   return s;
@@ -51,6 +55,15 @@ int cmd_generate(int argc, char** argv) {
   options.sampling.top_p = static_cast<float>(args.get_double("top-p", 0.95, 1e-6, 1.0));
   options.sampling.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
   options.max_tokens = args.get_int("max-tokens", 256, 0, 1 << 24);
+  options.sampling.frequency_penalty = static_cast<float>(args.get_double("frequency-penalty", 0.0, -2.0, 2.0));
+  options.sampling.presence_penalty = static_cast<float>(args.get_double("presence-penalty", 0.0, -2.0, 2.0));
+  for (const std::string& stop : args.get_all("stop")) {
+    if (stop.empty()) {
+      std::fprintf(stderr, "rag generate: --stop needs a non-empty STRING\n");
+      return kExitUsage;
+    }
+    options.stop_strings.push_back(stop);
+  }
 
   const auto model = generate::load_model(args.get("model"));
   const std::string prompt_text = args.positional.empty() ? "" : args.positional[0];
@@ -70,8 +83,9 @@ int cmd_generate(int argc, char** argv) {
       });
   std::fputc('\n', stdout);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  spdlog::info("generate: {} prompt tokens, {} generated in {:.3f} s ({:.1f} tokens/s)", prompt.size(),
-               result.tokens.size(), seconds, seconds > 0 ? static_cast<double>(result.tokens.size()) / seconds : 0.0);
+  spdlog::info("generate: {} prompt tokens, {} generated in {:.3f} s ({:.1f} tokens/s), finish reason {}",
+               prompt.size(), result.tokens.size(), seconds,
+               seconds > 0 ? static_cast<double>(result.tokens.size()) / seconds : 0.0, generate::finish_reason(result.stop));
   return kExitOk;
 }
 

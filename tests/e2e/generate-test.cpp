@@ -23,6 +23,30 @@ TEST(E2eGenerate, Stories260kGreedyMatchesLlama2c) {
   const std::string expected = read_file(shared_path("fixtures/stories260k/expected_greedy_200.txt"));
   // The command ends its output with a newline, as llama2.c does; the fixture holds the text alone.
   EXPECT_EQ(run.out, expected + "\n");
+  // All 200 tokens: the default runaway-repetition check does not fire on this text.
+  EXPECT_NE(run.err.find("finish reason length"), std::string::npos) << run.err;
+}
+
+// --stop cuts the text before the first stop string (never printing it); penalties change a greedy run.
+TEST(E2eGenerate, StopStringsAndPenalties) {
+  TempDir dir;
+  const std::string model = dir / "stories260k.gguf";
+  ASSERT_EQ(run_rag({"model", "import-llama2c", shared_path(kCheckpoint), shared_path(kTokenizer), model}).exit_code, 0);
+  const std::string expected = read_file(shared_path("fixtures/stories260k/expected_greedy_200.txt"));
+  const std::string stop = expected.substr(40, 6);
+  RunResult run = run_rag({"generate", "--model", model, "--max-tokens", "200", "--stop", "no such text", "--stop", stop});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, expected.substr(0, expected.find(stop)) + "\n");
+  EXPECT_NE(run.err.find("finish reason stop"), std::string::npos) << run.err;
+
+  for (const char* flag : {"--frequency-penalty", "--presence-penalty"}) {
+    SCOPED_TRACE(flag);
+    RunResult penalized = run_rag({"generate", "--model", model, "--max-tokens", "200", flag, "1.5"});
+    ASSERT_EQ(penalized.exit_code, 0) << penalized.err;
+    EXPECT_NE(penalized.out, expected + "\n");
+    EXPECT_EQ(run_rag({"generate", "--model", model, "--max-tokens", "200", flag, "1.5"}).out, penalized.out);
+    EXPECT_NE(run_rag({"generate", "--model", model, flag, "3"}).exit_code, 0);
+  }
 }
 
 TEST(E2eGenerate, PromptIsContinued) {
