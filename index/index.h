@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -247,7 +248,7 @@ struct SearchOptions {
   int k = 10;                                  // results wanted, 1..kMaxK
   // Only chunks of documents whose ACL names one of these principals. Unset: no filter (local admin use).
   std::optional<std::vector<std::string>> principals;
-  size_t snippet_bytes = 240;                  // target snippet length
+  size_t snippet_bytes = 240;                  // target snippet length; 0: no snippet
   std::string highlight_begin = "**";          // placed around matched terms in the snippet
   std::string highlight_end = "**";
 };
@@ -286,5 +287,60 @@ class Searcher {
 
 // One-shot convenience over Searcher.
 std::vector<SearchHit> search(const std::string& data_dir, std::string_view query, const SearchOptions& options = {});
+
+// ---- evaluation -------------------------------------------------------------------------------------
+//
+// Retrieval quality on a BEIR-layout folder (corpus.jsonl, queries*.jsonl, qrels/*.tsv; see eval.cpp).
+
+struct BeirDocument {
+  std::string id;     // corpus "_id"
+  std::string title;
+  std::string text;
+};
+
+struct BeirQuery {
+  std::string id;     // queries "_id"
+  std::string text;
+};
+
+// Relevance judgements: query id -> (corpus id -> graded relevance, > 0 = relevant).
+using Qrels = std::map<std::string, std::map<std::string, int>>;
+
+// Loaders. A missing file is kNotFound; a malformed line (bad JSON, missing or non-string field, bad TSV
+// row) is kCorrupt naming the file and its 1-based line number. Blank lines are skipped.
+std::vector<BeirDocument> load_beir_corpus(const std::string& path);
+std::vector<BeirQuery> load_beir_queries(const std::string& path);
+Qrels load_qrels(const std::string& path);  // TSV with a header: query-id, corpus-id, score
+
+// Metrics of one query's ranking (corpus ids, best first) against its judgements.
+double ndcg_at(const std::vector<std::string>& ranking, const std::map<std::string, int>& judged, int k);
+double recall_at(const std::vector<std::string>& ranking, const std::map<std::string, int>& judged, int k);
+double mrr_at(const std::vector<std::string>& ranking, const std::map<std::string, int>& judged, int k);
+
+struct EvalScores {
+  int64_t queries = 0;  // queries with at least one relevant judgement (the others are skipped)
+  double ndcg10 = 0, recall100 = 0, mrr10 = 0;  // means over those queries
+};
+
+// Scores rankings (query id -> corpus ids, best first); queries without a relevant judgement are skipped.
+EvalScores score_rankings(const std::map<std::string, std::vector<std::string>>& rankings, const Qrels& qrels);
+
+struct BeirEvalOptions {
+  std::string mode = "bm25";   // only "bm25" runs; "dense", "hybrid", "hybrid+rerank" are kUnsupported
+  std::string queries_path;    // empty: <dir>/queries_train.jsonl if present, else <dir>/queries.jsonl
+  std::string qrels_path;      // empty: <dir>/qrels/train.tsv if present, else <dir>/qrels/test.tsv
+  int k = 100;                 // hits retrieved per query, 1..kMaxK
+  std::string work_dir;        // where the temporary data dir goes; empty: $TMPDIR or /tmp
+};
+
+struct BeirEvalResult {
+  std::string mode;
+  EvalScores scores;
+  double seconds = 0;          // wall clock: index build plus queries
+};
+
+// Indexes the corpus into a fresh temporary data dir (one chunk per document; removed afterwards), runs every
+// judged query through Searcher::search and scores the rankings.
+BeirEvalResult eval_beir(const std::string& dir, const BeirEvalOptions& options);
 
 }  // namespace rag::index

@@ -53,6 +53,18 @@ std::string plain_snippet(const std::string& html, const std::string& begin, con
   return out;
 }
 
+// One line of the chunk's text around the query's words, with the caller's highlight markers.
+std::string snippet(const Xapian::MSet& mset, std::string body, const SearchOptions& options,
+                    const Xapian::Stem& stemmer) {
+  std::replace(body.begin(), body.end(), kMarkBegin, ' ');
+  std::replace(body.begin(), body.end(), kMarkEnd, ' ');
+  std::string html = mset.snippet(body, options.snippet_bytes, stemmer,
+                                  Xapian::MSet::SNIPPET_BACKGROUND_MODEL | Xapian::MSet::SNIPPET_EXHAUSTIVE,
+                                  std::string(1, kMarkBegin), std::string(1, kMarkEnd), "...");
+  // Chunk text keeps paragraph breaks; a snippet is one line.
+  return collapse_whitespace(plain_snippet(html, options.highlight_begin, options.highlight_end));
+}
+
 bool exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
@@ -133,16 +145,7 @@ std::vector<SearchHit> Searcher::search(std::string_view query, const SearchOpti
         hit.page = chunk->page;
         hit.heading = chunk->heading_path;
         hit.score = it.get_weight();
-        std::string body = chunk->text;
-        std::replace(body.begin(), body.end(), kMarkBegin, ' ');
-        std::replace(body.begin(), body.end(), kMarkEnd, ' ');
-        // Chunk text keeps paragraph breaks; a snippet is one line.
-        hit.snippet = plain_snippet(
-            mset.snippet(body, options.snippet_bytes, impl.analyzer.stemmer(),
-                         Xapian::MSet::SNIPPET_BACKGROUND_MODEL | Xapian::MSet::SNIPPET_EXHAUSTIVE,
-                         std::string(1, kMarkBegin), std::string(1, kMarkEnd), "..."),
-            options.highlight_begin, options.highlight_end);
-        hit.snippet = collapse_whitespace(hit.snippet);
+        if (options.snippet_bytes > 0) hit.snippet = snippet(mset, chunk->text, options, impl.analyzer.stemmer());
         hits.push_back(std::move(hit));
       }
       return hits;
