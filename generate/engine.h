@@ -1,0 +1,170 @@
+// The generator engine: many sequences at once over one model, with a paged KV cache, a prefix cache and a
+// continuous-batching scheduler on its own thread.
+//
+//   rag::generate::EngineOptions options;                  // --kv-mem, step token budget
+//   rag::generate::Engine engine(model, options);
+//   rag::generate::Request request;
+//   request.prompt = tokenize(*model, text, true);
+//   request.options.max_tokens = 200;
+//   request.cache_salt = acl_fingerprint + "@" + generation;  // who may reuse the KV of its private part
+//   request.public_prefix_tokens = system_prompt_tokens;      // leading tokens anyone may share
+//   request.on_token = [](int32_t, std::string_view text) { send(text); return true; };   // engine thread
+//   rag::generate::Submission s = engine.submit(std::move(request));   // returns at once; any thread
+//   rag::generate::Completion done = s.completion.get();               // blocks; rethrows its error
+//
+// Design
+// ------
+// Memory. The KV pool is one allocation of kv_memory_bytes / block_bytes blocks, each holding every layer's
+// K and V rows for 16 consecutive positions (the layout of kv-cache.h). DESIGN.md speaks of per-layer pools;
+// one block spanning all layers is the same thing with the layer index folded into the block: every
+// sequence needs all layers of every position it holds, so per-layer pools would always allocate in lock
+// step, and a single block id per 16 positions keeps block tables, reference counts and the prefix tree
+// L times smaller. A sequence's block table (KvBlocks) lists its blocks in position order; they may lie
+// anywhere in the pool. Blocks are reference-counted: a block filled with 16 positions may be shared by
+// several sequences and the prefix cache; a sequence only ever writes positions past every shared block.
+//
+// Prefix cache. A radix tree whose edges are FULL blocks of 16 token ids. A path from the root spells the
+// leading tokens of some earlier sequence, and each node holds (a reference to) the block with their K/V.
+// On admission a request walks the tree along its prompt and takes the longest match (at most the prompt
+// minus its last token, which must be run to get logits), then prefills only the rest. Blocks are entered
+// as soon as a sequence fills them (prompt or generated tokens) and when it ends or is preempted. Keys
+// carry a trust domain: a block lying wholly inside Request::public_prefix_tokens is keyed by its tokens
+// alone and shared by every request; any later block is keyed by its tokens and Request::cache_salt, so it
+// serves only requests with the same salt (DESIGN.md "Trust boundaries"). A cached block that no sequence
+// references is evicted least-recently-used, leaves first, when the pool has no free block.
+//
+// Scheduling. One thread runs steps. A step:
+//   1. takes new submissions and cancellations (Engine::cancel; a request whose callback returned false
+//      has already ended in the previous step);
+//   2. admits waiting requests in arrival order (preempted ones first) while fewer than max_sequences run
+//      and the pool (free plus evictable blocks) holds the blocks of the request's whole prompt beyond its
+//      cached prefix; an admitted request gets all of its prompt blocks at once, so prefill never stalls
+//      for memory;
+//   3. assembles ONE Model::forward batch: the next token of every decoding sequence (oldest first), then
+//      chunks of pending prefills (oldest first) until step_tokens tokens are in the batch (chunked
+//      prefill: a long prompt takes several steps while the others keep decoding);
+//   4. a decoding sequence that crosses into a new block takes one from the pool; when none is left (after
+//      evicting unreferenced cached blocks) the youngest running sequence is preempted: its full blocks go
+//      to the prefix cache, all its blocks are released, and it returns to the head of the waiting queue
+//      with its prompt and generated tokens, to be recomputed (mostly from the prefix cache) when blocks
+//      free up. A sequence alone in the engine that still finds no block stops with StopReason::kContextFull
+//      (the pool is its context);
+//   5. samples each sequence that got logits, streams its text and ends it when a stop condition holds,
+//      with exactly the per-sequence logic of generate(): sampling state (seeded per request), penalties,
+//      stop tokens and strings, repetition, max_tokens, context length. Results therefore do not depend on
+//      what else was in the batch beyond float rounding (batched products round differently from one
+//      token's matrix-vector product).
+// Ended sequences release their blocks at once; their completion is fulfilled from the engine thread.
+//
+// Threads. submit(), cancel(), stats() and the destructor may be called from any thread at any time.
+// Token callbacks run on the engine thread inside a step: they must be quick (copy the text to a queue or
+// socket buffer) and must not call back into the engine except cancel() and stats(). A callback that
+// throws ends its own request with that exception.
+#pragma once
+
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "generate/generate.h"
+
+namespace rag::generate {
+
+struct EngineOptions {
+  // Bytes of the KV pool (the `--kv-mem` of the CLIs), rounded down to whole blocks. One block holds 16
+  // positions of every layer: layer_count × 2 × 16 × kv_dim × 4 bytes (Engine::block_bytes()).
+  int64_t kv_memory_bytes = int64_t{1} << 30;
+  // Tokens in one forward pass at most: decoding sequences' next tokens plus prefill chunks. At least
+  // max_sequences, so every running sequence can decode in every step.
+  int64_t step_tokens = 512;
+  // Sequences running (holding blocks, in the batch) at once; the rest wait in arrival order.
+  int64_t max_sequences = 64;
+  // Off: no block is shared, every prompt is prefilled in full (for comparisons and benchmarks).
+  bool prefix_cache = true;
+};
+
+struct Request {
+  std::vector<int32_t> prompt;  // non-empty; the caller adds the BOS
+  GenerateOptions options;      // as for generate()
+  // Trust domain of the prompt's private part: KV blocks past public_prefix_tokens are reused only by
+  // requests with the same salt. Choose it so that equal salts may see the same text, e.g. the principal's
+  // ACL fingerprint and the index generation. Empty is a domain too (all unsalted requests share).
+  std::string cache_salt;
+  // The leading prompt tokens that hold no private text (system prompt, fixed instructions): blocks lying
+  // wholly inside them are shared by all requests whatever their salt. 0 shares nothing across salts.
+  int64_t public_prefix_tokens = 0;
+  // Gets each generated token and the text it releases, exactly as generate()'s callback (whole UTF-8
+  // characters; text that may still become a stop string held back). Return false to stop (kCallback).
+  // Runs on the engine thread: keep it short. May be empty.
+  TokenCallback on_token;
+};
+
+using RequestId = uint64_t;
+
+struct Completion {
+  Generation generation;        // tokens, text and stop reason, as generate() returns them
+  int64_t prompt_tokens = 0;    // tokens of the request's prompt
+  int64_t cached_tokens = 0;    // of those, served by the prefix cache at first admission
+  int64_t preemptions = 0;      // times the request lost its blocks and was recomputed
+  double queue_seconds = 0;     // from submit() to first admission
+  double first_token_seconds = 0;  // from submit() to the first token sampled (0 when none was)
+  double total_seconds = 0;     // from submit() to the end
+};
+
+struct Submission {
+  RequestId id = 0;                       // for Engine::cancel
+  std::future<Completion> completion;     // ready when the request ends; get() rethrows its error
+};
+
+// A snapshot for metrics; counters are totals since the engine started.
+struct EngineStats {
+  int64_t running = 0;              // sequences admitted (holding blocks)
+  int64_t waiting = 0;              // submitted or preempted, not yet admitted
+  int64_t blocks_total = 0;         // blocks in the pool
+  int64_t blocks_free = 0;          // holding nothing
+  int64_t blocks_cached = 0;        // held only by the prefix cache: reusable, evicted when needed
+  int64_t block_tokens = 16;        // positions per block
+  int64_t prefix_hit_tokens = 0;    // prompt tokens served by the prefix cache at admission
+  int64_t prefix_miss_tokens = 0;   // prompt tokens that had to be prefilled
+  int64_t prefix_evictions = 0;     // cached blocks evicted
+  int64_t tokens_prefilled = 0;     // tokens run through the model to fill caches (prompts, recomputes)
+  int64_t tokens_generated = 0;     // tokens sampled
+  int64_t steps = 0;                // forward passes
+  int64_t preemptions = 0;
+  int64_t requests_completed = 0;   // ended, whatever the reason (errors included)
+};
+
+class Engine {
+ public:
+  // Allocates the pool and starts the engine thread. Throws Error(kInvalidArgument) when an option is out
+  // of range or kv_memory_bytes holds less than one block (the message gives the block size).
+  Engine(std::shared_ptr<const Model> model, const EngineOptions& options = {});
+  // Ends every request still running or waiting (StopReason::kCallback, as a cancel) and joins the thread.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request and returns at once. Throws, on the caller's thread and before queueing:
+  // Error(kInvalidArgument) for an empty prompt, a token id outside the vocabulary or an option out of
+  // range (as generate()); Error(kLimit) when the prompt alone exceeds the model's context length or the
+  // whole pool, naming both numbers. Errors met later (none are expected) arrive through the completion.
+  Submission submit(Request request);
+  // Ends the request between steps with StopReason::kCallback and what it generated so far; its blocks
+  // are released. No effect when it has already ended or the id is unknown.
+  void cancel(RequestId id);
+  // submit() then wait for the completion.
+  Completion run(Request request);
+
+  EngineStats stats() const;
+  const EngineOptions& options() const;
+  const Model& model() const;
+  int64_t block_bytes() const;   // bytes of one block of the pool
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rag::generate
