@@ -1,0 +1,34 @@
+#include "generate/block-pool.h"
+
+namespace rag::generate {
+
+BlockPool::BlockPool(KvLayout layout, int64_t block_count) : layout_(layout) {
+  RAG_ASSERT(layout.block_floats() > 0 && block_count > 0 && block_count <= INT32_MAX);
+  // new float[] without () leaves the memory untouched, so an idle pool costs address space, not RAM.
+  storage_.reset(new float[static_cast<size_t>(block_count * layout.block_floats())]);
+  refs_.assign(static_cast<size_t>(block_count), 0);
+  free_.reserve(static_cast<size_t>(block_count));
+  for (int64_t b = block_count - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
+}
+
+int32_t BlockPool::allocate() {
+  if (free_.empty()) return -1;
+  const int32_t block = free_.back();
+  free_.pop_back();
+  RAG_ASSERT(refs_[index(block)] == 0);
+  refs_[index(block)] = 1;
+  return block;
+}
+
+void BlockPool::retain(int32_t block) {
+  RAG_ASSERT(refs_[index(block)] > 0);
+  ++refs_[index(block)];
+}
+
+void BlockPool::release(int32_t block) {
+  int32_t& ref = refs_[index(block)];
+  RAG_ASSERT(ref > 0);
+  if (--ref == 0) free_.push_back(block);
+}
+
+}  // namespace rag::generate

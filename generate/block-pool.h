@@ -1,0 +1,63 @@
+// The engine's KV memory: a fixed number of blocks (kv-cache.h's layout: every layer's K and V rows of
+// kKvBlockTokens positions) in one allocation, handed out by id and reference-counted.
+//
+// States of a block (ref = its reference count; the prefix cache holds one reference per cached block):
+//
+//   free ──allocate──▶ owned (ref 1, one sequence writes its positions)
+//                        │ the block fills; the sequence enters it in the prefix cache (retain)
+//                        ▼
+//                      shared (ref ≥ 2: the cache and one or more sequences; nobody writes it again)
+//                        │ every sequence releases it
+//                        ▼
+//                      cached (ref 1, held only by the prefix cache: a hit retains it → shared)
+//                        │ evicted by the prefix cache (release)
+//                        ▼
+//                      free
+//
+// A block that never fills (the tail of a sequence) goes from owned straight back to free on release.
+// Invariants: a block on the free list has ref 0 and only those; a sequence writes only blocks it owns
+// alone (positions past its shared prefix), so shared and cached contents never change.
+// Not thread-safe: the engine thread alone uses it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "generate/kv-cache.h"
+
+namespace rag::generate {
+
+class BlockPool {
+ public:
+  // `block_count` blocks of layout.block_floats() floats. The memory is reserved, not touched: pages are
+  // committed as blocks are first written.
+  BlockPool(KvLayout layout, int64_t block_count);
+  BlockPool(const BlockPool&) = delete;
+  BlockPool& operator=(const BlockPool&) = delete;
+
+  const KvLayout& layout() const { return layout_; }
+  int64_t block_count() const { return static_cast<int64_t>(refs_.size()); }
+  int64_t free_count() const { return static_cast<int64_t>(free_.size()); }
+
+  // A free block, now with one reference; -1 when none is free.
+  int32_t allocate();
+  void retain(int32_t block);
+  // Drops one reference; the block is free again when none is left.
+  void release(int32_t block);
+  int32_t ref_count(int32_t block) const { return refs_[index(block)]; }
+  float* data(int32_t block) const { return storage_.get() + static_cast<int64_t>(index(block)) * layout_.block_floats(); }
+
+ private:
+  size_t index(int32_t block) const {
+    RAG_ASSERT(block >= 0 && block < static_cast<int32_t>(refs_.size()));
+    return static_cast<size_t>(block);
+  }
+
+  KvLayout layout_;
+  std::unique_ptr<float[]> storage_;
+  std::vector<int32_t> refs_;
+  std::vector<int32_t> free_;  // a stack: the most recently freed block is reused first (warm in cache)
+};
+
+}  // namespace rag::generate

@@ -1,0 +1,433 @@
+// The engine against generate(): paged attention over scattered blocks equals the contiguous cache, chunked
+// prefill equals one pass, prefix-cache hits and preemption under memory pressure change no token, many
+// concurrent requests give what each gives alone, and cancellation and limits end only their own request.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cmath>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "common/error.h"
+#include "generate/block-pool.h"
+#include "generate/engine.h"
+#include "generate/generate.h"
+#include "generate/model.h"
+#include "tests/generate/tiny-model.h"
+#include "tests/support/support.h"
+
+namespace rag::generate {
+namespace {
+
+using test::TinySpec;
+
+TinySpec engine_spec() {
+  TinySpec s;
+  s.vocab = 128;
+  s.dim = 32;
+  s.ff = 64;
+  s.heads = 4;
+  s.kv_heads = 2;
+  s.context = 160;
+  s.seed = 5;
+  return s;
+}
+
+std::shared_ptr<const Model> load(const TinySpec& spec, const rag::test::TempDir& dir) {
+  write_tiny_model(test::make_tiny_model(spec), dir / "model.gguf");
+  return std::shared_ptr<const Model>(Model::load(dir / "model.gguf"));
+}
+
+std::vector<int32_t> random_prompt(size_t length, uint32_t seed, int32_t vocab = 128) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> p = {1};
+  while (p.size() < length) p.push_back(static_cast<int32_t>(3 + rng() % static_cast<uint32_t>(vocab - 3)));
+  return p;
+}
+
+GenerateOptions free_run(int64_t max_tokens) {
+  GenerateOptions o;
+  o.max_tokens = max_tokens;
+  o.stop_at_eos = false;
+  o.repetition_window = 0;  // random weights repeat themselves; let the runs go their full length
+  return o;
+}
+
+Request request(std::vector<int32_t> prompt, GenerateOptions options) {
+  Request r;
+  r.prompt = std::move(prompt);
+  r.options = std::move(options);
+  return r;
+}
+
+int64_t block_bytes(const Model& model) {
+  return model.config().kv_layout().block_floats() * static_cast<int64_t>(sizeof(float));
+}
+
+void expect_all_blocks_released(const Engine& engine) {
+  const EngineStats s = engine.stats();
+  EXPECT_EQ(s.running, 0);
+  EXPECT_EQ(s.waiting, 0);
+  EXPECT_EQ(s.blocks_free + s.blocks_cached, s.blocks_total);
+}
+
+// Logits of `tokens` run through `kv` in passes of `chunk` tokens (all at once when chunk is 0).
+std::vector<float> run_in_chunks(const Model& model, KvBlocks& kv, const std::vector<int32_t>& tokens, size_t chunk) {
+  ForwardScratch scratch;
+  std::vector<float> all, logits;
+  if (chunk == 0) chunk = tokens.size();
+  for (size_t start = 0; start < tokens.size(); start += chunk) {
+    Batch batch;
+    for (size_t i = start; i < std::min(tokens.size(), start + chunk); ++i) {
+      batch.tokens.push_back(tokens[i]);
+      batch.positions.push_back(static_cast<int64_t>(i));
+      batch.kv.push_back(&kv);
+      batch.want_logits.push_back(1);
+    }
+    model.forward(batch, scratch, logits);
+    all.insert(all.end(), logits.begin(), logits.end());
+  }
+  return all;
+}
+
+void expect_close(const std::vector<float>& actual, const std::vector<float>& expected) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i)
+    ASSERT_NEAR(actual[i], expected[i], 1e-4f * (1.0f + std::abs(expected[i]))) << "logit " << i;
+}
+
+// Blocks taken from the pool in a scrambled order, so that neighbouring positions live far apart.
+KvBlocks scattered_blocks(BlockPool& pool, int64_t positions) {
+  std::vector<int32_t> ids;
+  while (pool.free_count() > 0) ids.push_back(pool.allocate());
+  std::shuffle(ids.begin(), ids.end(), std::mt19937(3));
+  KvBlocks kv;
+  kv.layout = pool.layout();
+  for (int64_t b = 0; b * kKvBlockTokens < positions; ++b) kv.blocks.push_back(pool.data(ids[static_cast<size_t>(b)]));
+  return kv;
+}
+
+TEST(PagedKv, ScatteredBlocksEqualTheContiguousCache) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  const auto tokens = random_prompt(70, 11);
+  KvCache contiguous(model->config().kv_layout(), 80);
+  BlockPool pool(model->config().kv_layout(), 12);
+  KvBlocks paged = scattered_blocks(pool, 80);
+  expect_close(run_in_chunks(*model, paged, tokens, 1), run_in_chunks(*model, contiguous.blocks(), tokens, 1));
+}
+
+TEST(PagedKv, ChunkedPrefillEqualsOnePass) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  const auto tokens = random_prompt(75, 12);
+  BlockPool pool(model->config().kv_layout(), 12);
+  KvBlocks one = scattered_blocks(pool, 80);
+  BlockPool pool2(model->config().kv_layout(), 12);
+  KvBlocks chunked = scattered_blocks(pool2, 80);
+  expect_close(run_in_chunks(*model, chunked, tokens, 7), run_in_chunks(*model, one, tokens, 0));
+}
+
+TEST(Engine, OneRequestEqualsGenerate) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 20 * block_bytes(*model)});
+  const auto prompt = random_prompt(37, 1);
+  std::vector<int32_t> streamed;
+  Request r = request(prompt, free_run(40));
+  r.on_token = [&](int32_t token, std::string_view) {
+    streamed.push_back(token);
+    return true;
+  };
+  const Completion done = engine.run(std::move(r));
+  const Generation expected = generate(*model, prompt, free_run(40));
+  EXPECT_EQ(done.generation.tokens, expected.tokens);
+  EXPECT_EQ(done.generation.stop, StopReason::kMaxTokens);
+  EXPECT_EQ(streamed, expected.tokens);
+  EXPECT_EQ(done.prompt_tokens, 37);
+  const EngineStats s = engine.stats();
+  EXPECT_EQ(s.tokens_generated, 40);
+  EXPECT_EQ(s.tokens_prefilled, 37);
+  EXPECT_EQ(s.steps, 40);
+  EXPECT_EQ(s.requests_completed, 1);
+  expect_all_blocks_released(engine);
+}
+
+TEST(Engine, ChunkedPrefillGivesTheSameTokens) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 20 * block_bytes(*model), .step_tokens = 5,
+                                     .max_sequences = 2, .prefix_cache = false});
+  const auto prompt = random_prompt(53, 2);
+  const Completion done = engine.run(request(prompt, free_run(20)));
+  EXPECT_EQ(done.generation.tokens, generate(*model, prompt, free_run(20)).tokens);
+  EXPECT_EQ(engine.stats().steps, 11 + 19);  // 53 prompt tokens in passes of 5, then one pass per token
+}
+
+TEST(Engine, PrefixCacheHitGivesTheSameTokensAndPrefillsLess) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 30 * block_bytes(*model)});
+  const auto prompt = random_prompt(50, 3);
+  const Completion cold = engine.run(request(prompt, free_run(12)));
+  const EngineStats after_cold = engine.stats();
+  EXPECT_EQ(cold.cached_tokens, 0);
+  EXPECT_EQ(after_cold.tokens_prefilled, 50);
+  EXPECT_GT(after_cold.blocks_cached, 0);
+
+  const Completion warm = engine.run(request(prompt, free_run(12)));
+  EXPECT_EQ(warm.generation.tokens, cold.generation.tokens);
+  EXPECT_EQ(warm.cached_tokens, 48);  // three full blocks
+  const EngineStats s = engine.stats();
+  EXPECT_EQ(s.tokens_prefilled - after_cold.tokens_prefilled, 2);
+  EXPECT_EQ(s.prefix_hit_tokens, 48);
+  EXPECT_EQ(s.prefix_miss_tokens, 52);
+
+  // A prompt continuing the first run's text also reuses its generated blocks.
+  std::vector<int32_t> longer = prompt;
+  longer.insert(longer.end(), cold.generation.tokens.begin(), cold.generation.tokens.end());
+  longer.push_back(7);
+  const Completion follow = engine.run(request(longer, free_run(5)));
+  EXPECT_EQ(follow.cached_tokens, 48);  // 61 tokens were computed, 3 full blocks
+  EXPECT_EQ(follow.generation.tokens, generate(*model, longer, free_run(5)).tokens);
+  expect_all_blocks_released(engine);
+}
+
+TEST(Engine, SaltsDoNotSharePrivateBlocks) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 40 * block_bytes(*model)});
+  const auto prompt = random_prompt(70, 4);
+  auto salted = [&](std::string salt) {
+    Request r = request(prompt, free_run(4));
+    r.cache_salt = std::move(salt);
+    r.public_prefix_tokens = 20;  // block 0 is public; block 1 straddles the boundary
+    return r;
+  };
+  const Completion alice = engine.run(salted("alice"));
+  const Completion bob = engine.run(salted("bob"));
+  const Completion alice_again = engine.run(salted("alice"));
+  EXPECT_EQ(alice.cached_tokens, 0);
+  EXPECT_EQ(bob.cached_tokens, 16);            // the public block only
+  EXPECT_EQ(alice_again.cached_tokens, 64);    // everything cached, in alice's domain
+  EXPECT_EQ(bob.generation.tokens, alice.generation.tokens);
+  EXPECT_EQ(alice_again.generation.tokens, alice.generation.tokens);
+}
+
+TEST(Engine, ConcurrentRequestsEqualSequentialGenerate) {
+  rag::test::TempDir dir;
+  TinySpec spec = engine_spec();
+  spec.vocabulary = true;  // text too: streamed pieces must match generate()'s
+  auto model = load(spec, dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 100 * block_bytes(*model), .step_tokens = 24,
+                                     .max_sequences = 8});
+  constexpr int kRequests = 8;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<GenerateOptions> options;
+  const auto base = random_prompt(40, 99);
+  for (int i = 0; i < kRequests; ++i) {
+    prompts.push_back(random_prompt(static_cast<size_t>(5 + 9 * i), 100 + static_cast<uint32_t>(i)));
+    if (i % 3 == 0) {  // 0, 3 and 6 share two full blocks
+      prompts.back() = base;
+      for (int k = 0; k < i; ++k) prompts.back().push_back(10 + k);
+    }
+    GenerateOptions o = free_run(10 + 4 * i);
+    if (i % 2 == 1) {  // seeded sampling: per-request state, independent of the batch
+      o.sampling.temperature = 0.9f;
+      o.sampling.seed = static_cast<uint64_t>(i);
+    }
+    if (i == 5) o.stop_strings = {" w9"};
+    options.push_back(o);
+  }
+  std::vector<Completion> results(kRequests);
+  std::vector<std::string> streamed(kRequests);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRequests; ++i)
+    threads.emplace_back([&, i] {
+      Request r = request(prompts[static_cast<size_t>(i)], options[static_cast<size_t>(i)]);
+      r.on_token = [&, i](int32_t, std::string_view text) {
+        streamed[static_cast<size_t>(i)] += text;
+        return true;
+      };
+      results[static_cast<size_t>(i)] = engine.run(std::move(r));
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kRequests; ++i) {
+    SCOPED_TRACE(i);
+    const auto& p = prompts[static_cast<size_t>(i)];
+    const Generation expected = generate(*model, p, options[static_cast<size_t>(i)]);
+    const Generation& actual = results[static_cast<size_t>(i)].generation;
+    EXPECT_EQ(actual.tokens, expected.tokens);
+    EXPECT_EQ(actual.text, expected.text);
+    EXPECT_EQ(actual.stop, expected.stop);
+    EXPECT_EQ(streamed[static_cast<size_t>(i)], expected.text);
+  }
+  expect_all_blocks_released(engine);
+  EXPECT_LT(engine.stats().steps, engine.stats().tokens_generated);  // sequences did share passes
+}
+
+// A pool of 7 blocks (112 positions) for sequences of up to 4-5 blocks each: admission waits, decoding runs
+// out of blocks, the youngest sequence is preempted and recomputed. No output may change.
+TEST(Engine, MemoryPressureChangesNoOutput) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  for (bool prefix_cache : {true, false}) {
+    SCOPED_TRACE(prefix_cache ? "prefix cache" : "no prefix cache");
+    Engine engine(model, EngineOptions{.kv_memory_bytes = 7 * block_bytes(*model), .step_tokens = 16,
+                                       .max_sequences = 4, .prefix_cache = prefix_cache});
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<Submission> submissions;
+    for (int i = 0; i < 5; ++i) {
+      prompts.push_back(random_prompt(static_cast<size_t>(10 + 7 * i), 200 + static_cast<uint32_t>(i)));
+      submissions.push_back(engine.submit(request(prompts.back(), free_run(40))));
+    }
+    int64_t preemptions = 0;
+    for (int i = 0; i < 5; ++i) {
+      SCOPED_TRACE(i);
+      const Completion done = submissions[static_cast<size_t>(i)].completion.get();
+      preemptions += done.preemptions;
+      EXPECT_EQ(done.generation.tokens, generate(*model, prompts[static_cast<size_t>(i)], free_run(40)).tokens);
+    }
+    EXPECT_GT(preemptions, 0);
+    EXPECT_EQ(engine.stats().preemptions, preemptions);
+    expect_all_blocks_released(engine);
+  }
+}
+
+// A sequence alone in a pool too small for it ends as at the end of its context.
+TEST(Engine, ASequenceFillingThePoolStopsWithContextFull) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 2 * block_bytes(*model)});
+  const auto prompt = random_prompt(20, 5);
+  const Completion done = engine.run(request(prompt, free_run(100)));
+  EXPECT_EQ(done.generation.stop, StopReason::kContextFull);
+  EXPECT_EQ(done.generation.tokens.size(), 13u);  // positions 20..31 computed, one token sampled from each + 1
+  const auto expected = generate(*model, prompt, free_run(13)).tokens;
+  EXPECT_EQ(done.generation.tokens, expected);
+}
+
+TEST(Engine, CancelEndsTheRequestAndFreesItsBlocks) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 20 * block_bytes(*model)});
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool reached = false, cancelled = false;
+  Request r = request(random_prompt(30, 6), free_run(100));
+  int calls = 0;
+  r.on_token = [&](int32_t, std::string_view) {
+    if (++calls == 5) {  // hold the engine until the test has cancelled, so the cancel lands after token 5
+      std::unique_lock lock(mutex);
+      reached = true;
+      cv.notify_all();
+      cv.wait(lock, [&] { return cancelled; });
+    }
+    return true;
+  };
+  Submission s = engine.submit(std::move(r));
+  {
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return reached; });
+  }
+  engine.cancel(s.id);
+  {
+    std::lock_guard lock(mutex);
+    cancelled = true;
+  }
+  cv.notify_all();
+  const Completion done = s.completion.get();
+  EXPECT_EQ(done.generation.stop, StopReason::kCallback);
+  EXPECT_EQ(done.generation.tokens.size(), 5u);
+  expect_all_blocks_released(engine);
+  engine.cancel(s.id);  // already ended: nothing happens
+  engine.cancel(12345);
+}
+
+TEST(Engine, CallbackReturningFalseStopsLikeGenerate) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model);
+  Request r = request(random_prompt(9, 7), free_run(50));
+  int calls = 0;
+  r.on_token = [&](int32_t, std::string_view) { return ++calls < 3; };
+  const Completion done = engine.run(std::move(r));
+  EXPECT_EQ(done.generation.stop, StopReason::kCallback);
+  EXPECT_EQ(done.generation.tokens.size(), 3u);
+  expect_all_blocks_released(engine);
+}
+
+TEST(Engine, CallbackThatThrowsFailsOnlyItsRequest) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model);
+  Request bad = request(random_prompt(9, 8), free_run(50));
+  bad.on_token = [](int32_t, std::string_view) -> bool { throw std::runtime_error("client went away"); };
+  Submission failing = engine.submit(std::move(bad));
+  const auto prompt = random_prompt(12, 9);
+  Submission good = engine.submit(request(prompt, free_run(10)));
+  EXPECT_THROW(failing.completion.get(), std::runtime_error);
+  EXPECT_EQ(good.completion.get().generation.tokens, generate(*model, prompt, free_run(10)).tokens);
+  expect_all_blocks_released(engine);
+}
+
+TEST(Engine, OverlongPromptIsALimitErrorForThatRequestOnly) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);  // context 160
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 8 * block_bytes(*model)});  // 128 positions
+  const auto prompt = random_prompt(20, 10);
+  Submission fine = engine.submit(request(prompt, free_run(10)));
+  struct Case {
+    size_t length;
+    const char* fragment;
+  };
+  for (const Case& c : {Case{161, "context holds 160"}, Case{129, "KV pool holds 128"}}) {
+    try {
+      engine.submit(request(random_prompt(c.length, 11), free_run(10)));
+      ADD_FAILURE() << "expected an error for " << c.length << " tokens";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::kLimit);
+      EXPECT_NE(std::string(e.what()).find(c.fragment), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::to_string(c.length)), std::string::npos) << e.what();
+    }
+  }
+  try {
+    engine.submit(request({1, 500}, free_run(10)));
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kInvalidArgument);
+  }
+  EXPECT_EQ(fine.completion.get().generation.tokens, generate(*model, prompt, free_run(10)).tokens);
+}
+
+TEST(Engine, ZeroMaxTokensAndShutdownWithRequestsInFlight) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  std::vector<Submission> pending;
+  {
+    Engine engine(model, EngineOptions{.kv_memory_bytes = 8 * block_bytes(*model)});
+    const Completion none = engine.run(request(random_prompt(5, 12), free_run(0)));
+    EXPECT_TRUE(none.generation.tokens.empty());
+    EXPECT_EQ(none.generation.stop, StopReason::kMaxTokens);
+    for (int i = 0; i < 4; ++i) pending.push_back(engine.submit(request(random_prompt(60, 13), free_run(100))));
+  }
+  for (Submission& s : pending) {
+    const Completion done = s.completion.get();  // every request ends, none is left hanging
+    EXPECT_TRUE(done.generation.stop == StopReason::kCallback || done.generation.stop == StopReason::kMaxTokens ||
+                done.generation.stop == StopReason::kContextFull);
+  }
+}
+
+TEST(Engine, OptionsOutOfRangeAreRejected) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  EXPECT_THROW(Engine(model, EngineOptions{.kv_memory_bytes = block_bytes(*model) - 1}), Error);
+  EXPECT_THROW(Engine(model, EngineOptions{.step_tokens = 4, .max_sequences = 8}), Error);
+  EXPECT_THROW(Engine(model, EngineOptions{.max_sequences = 0}), Error);
+}
+
+}  // namespace
+}  // namespace rag::generate
