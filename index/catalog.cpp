@@ -7,7 +7,10 @@
 //          byte_begin, byte_end)
 //   acl_entries(doc_id → documents ON DELETE CASCADE, principal)
 //   roots(path, added_at)
-//   meta(key, value): 'change_counter' counts committed write transactions that changed anything
+//   meta(key, value): 'change_counter' counts committed write transactions that changed anything;
+//             'embedder_identity', 'embedder_dim', 'embedder_path', 'vector_index_kind' (index.h)
+//   chunk_vectors(chunk_id → chunks ON DELETE CASCADE, vector BLOB: embedder_dim little-endian float32)
+//             (schema 2; the FAISS file of a generation is derived from it)
 // Ids use AUTOINCREMENT so a deleted chunk's id is never handed out again (chunk id = Xapian docid).
 //
 // A writer opens with WAL, busy_timeout, foreign keys and synchronous=NORMAL (durable at checkpoints, never
@@ -17,7 +20,9 @@
 // The writes of an ingest batch reuse prepared statements (Impl::cached) instead of preparing per file.
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <unordered_map>
 
@@ -89,6 +94,16 @@ CREATE TABLE meta (
 );
 INSERT INTO meta(key, value) VALUES ('change_counter', '0');
 )sql",
+    // 2: chunk vectors. The change counter moves so the next writer rebuilds the keyword index, which then
+    // gains the kNoAclPrincipal term on documents without an ACL.
+    R"sql(
+CREATE TABLE chunk_vectors (
+  chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+  vector BLOB NOT NULL
+);
+UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)
+  WHERE key = 'change_counter' AND EXISTS (SELECT 1 FROM documents);
+)sql",
 };
 static_assert(std::size(kMigrations) == Catalog::kSchemaVersion);
 
@@ -111,6 +126,9 @@ class Statement {
     return check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
   }
   Statement& bind_null(int i) { return check(sqlite3_bind_null(stmt_, i)); }
+  Statement& bind_blob(int i, const void* data, size_t bytes) {
+    return check(sqlite3_bind_blob64(stmt_, i, data, bytes, SQLITE_TRANSIENT));
+  }
 
   // True while a row is available.
   bool step() {
@@ -129,6 +147,11 @@ class Statement {
   }
 
   int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string_view blob(int col) const {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return p ? std::string_view(static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string_view();
+  }
   bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::string text(int col) const {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
@@ -397,6 +420,102 @@ void Catalog::for_each_chunk(const std::function<void(const ChunkRecord&, const 
     }
     visit(chunk, doc);
   }
+}
+
+std::optional<std::string> Catalog::meta(const std::string& key) const {
+  Statement s(impl_->db, impl_->path, "SELECT value FROM meta WHERE key = ?");
+  s.bind(1, key);
+  if (!s.step()) return std::nullopt;
+  return s.text(0);
+}
+
+int64_t Catalog::vector_count() const { return impl_->scalar("SELECT count(*) FROM chunk_vectors"); }
+
+namespace {
+void check_vector_bytes(const std::string& path, int64_t chunk_id, size_t bytes, int dim) {
+  if (bytes != static_cast<size_t>(dim) * sizeof(float))
+    fail(Errc::kCorrupt, "{}: the vector of chunk {} has {} bytes, not {} ({} floats); run rag ingest --reembed",
+         path, chunk_id, bytes, static_cast<size_t>(dim) * sizeof(float), dim);
+}
+}  // namespace
+
+std::vector<float> Catalog::vector(int64_t chunk_id, int dim) const {
+  Statement s(impl_->db, impl_->path, "SELECT vector FROM chunk_vectors WHERE chunk_id = ?");
+  s.bind(1, chunk_id);
+  if (!s.step()) return {};
+  std::string_view bytes = s.blob(0);
+  check_vector_bytes(impl_->path, chunk_id, bytes.size(), dim);
+  std::vector<float> out(static_cast<size_t>(dim));
+  std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+void Catalog::for_each_vector(int dim, const std::function<void(int64_t, const float*)>& visit) const {
+  Statement s(impl_->db, impl_->path, "SELECT chunk_id, vector FROM chunk_vectors ORDER BY chunk_id");
+  std::vector<float> row(static_cast<size_t>(dim));
+  while (s.step()) {
+    int64_t id = s.int64(0);
+    std::string_view bytes = s.blob(1);
+    check_vector_bytes(impl_->path, id, bytes.size(), dim);
+    std::memcpy(row.data(), bytes.data(), bytes.size());  // a BLOB need not be float-aligned
+    visit(id, row.data());
+  }
+}
+
+std::vector<int64_t> Catalog::chunk_ids_without_vector() const {
+  Statement s(impl_->db, impl_->path,
+              "SELECT c.id FROM chunks c LEFT JOIN chunk_vectors v ON v.chunk_id = c.id WHERE v.chunk_id IS NULL "
+              "ORDER BY c.id");
+  std::vector<int64_t> out;
+  while (s.step()) out.push_back(s.int64(0));
+  return out;
+}
+
+std::vector<int64_t> Catalog::chunk_ids_readable_by(const std::vector<std::string>& principals) const {
+  std::vector<std::string> named;
+  bool none = false;
+  for (const auto& p : principals) {
+    if (p == kNoAclPrincipal) none = true;
+    named.push_back(p);  // a document may also name the sentinel explicitly
+  }
+  std::sort(named.begin(), named.end());
+  named.erase(std::unique(named.begin(), named.end()), named.end());
+  std::string sql = "SELECT c.id FROM chunks c WHERE c.doc_id IN (SELECT doc_id FROM acl_entries WHERE principal IN (";
+  for (size_t i = 0; i < named.size(); ++i) sql += i ? ",?" : "?";
+  sql += "))";
+  if (none) sql += " OR NOT EXISTS (SELECT 1 FROM acl_entries a WHERE a.doc_id = c.doc_id)";
+  sql += " ORDER BY c.id";
+  std::vector<int64_t> out;
+  if (named.empty()) return out;
+  Statement s(impl_->db, impl_->path, sql.c_str());
+  for (size_t i = 0; i < named.size(); ++i) s.bind(static_cast<int>(i + 1), named[i]);
+  while (s.step()) out.push_back(s.int64(0));
+  return out;
+}
+
+void Catalog::set_meta(const std::string& key, const std::string& value) {
+  impl_->require_writer();
+  Statement s(impl_->db, impl_->path, "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  s.bind(1, key).bind(2, value).run();
+}
+
+void Catalog::erase_meta(const std::string& key) {
+  impl_->require_writer();
+  Statement s(impl_->db, impl_->path, "DELETE FROM meta WHERE key = ?");
+  s.bind(1, key).run();
+}
+
+void Catalog::put_vectors(const std::vector<int64_t>& chunk_ids, std::span<const float> rows, int dim) {
+  impl_->require_writer();
+  RAG_ASSERT(dim > 0 && rows.size() == chunk_ids.size() * static_cast<size_t>(dim));
+  Statement& s = impl_->cached("INSERT OR REPLACE INTO chunk_vectors(chunk_id, vector) VALUES (?, ?)");
+  for (size_t i = 0; i < chunk_ids.size(); ++i)
+    s.bind(1, chunk_ids[i]).bind_blob(2, rows.data() + i * dim, static_cast<size_t>(dim) * sizeof(float)).run();
+}
+
+void Catalog::clear_vectors() {
+  impl_->require_writer();
+  impl_->exec("DELETE FROM chunk_vectors");
 }
 
 void Catalog::begin() {

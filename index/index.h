@@ -7,6 +7,9 @@
 // A data dir (DESIGN.md "Storage"):
 //   <data>/catalog.db        SQLite (WAL): documents, chunks, acl_entries, roots, meta
 //   <data>/gen/<n>/xapian    the Xapian database of generation n: one Xapian document per chunk, docid = chunk id
+//   <data>/gen/<n>/vectors.faiss   the FAISS index of generation n (when the data dir has an embedder), derived
+//                            from the catalog's chunk_vectors; <data>/gen/<n>/manifest.json says what it
+//                            reflects and carries its hash (see "vectors" below)
 //   <data>/CURRENT           the live generation number n, replaced by write-temp, fsync, rename, fsync dir
 //   <data>/write.lock        flock()ed by the one writer (ingest); holds the writer's pid
 // Readers (search) never take the lock and are never blocked by a writer.
@@ -20,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,6 +56,41 @@ class WriteLock {
  private:
   int fd_ = -1;
 };
+
+// ---- permissions ------------------------------------------------------------------------------------
+//
+// A document's ACL lists the principals that may read it. A document with an EMPTY ACL is indexed under the
+// sentinel principal kNoAclPrincipal in both indexes (Xapian term "Aacl:none"; the vector filter admits
+// chunks of documents without acl_entries), so a caller that wants such documents readable (DESIGN: holders
+// of the configured default group) adds kNoAclPrincipal to SearchOptions::principals. index/ knows nothing of
+// default groups. Filters apply before ranking in both indexes: a principal set's top-k is the top-k over
+// only the chunks it may read.
+constexpr const char* kNoAclPrincipal = "acl:none";
+
+// ---- embedder ---------------------------------------------------------------------------------------
+
+// Text to vectors. Implementations are immutable after construction and embed() may be called from several
+// threads at once. Tests implement it with fakes.
+class Embedder {
+ public:
+  virtual ~Embedder() = default;
+  virtual int dim() const = 0;
+  // Names the model and its weights (nn::Encoder::identity(): "NAME/POOLING/dDIM/HASH"); manifests and the
+  // catalog record it so vectors of two models are never mixed.
+  virtual const std::string& identity() const = 0;
+  // texts.size() × dim() floats, row-major (text i at [i * dim(), (i + 1) * dim())), each row L2-normalised.
+  virtual std::vector<float> embed(const std::vector<std::string>& texts) const = 0;
+};
+
+// Opens a BERT-family GGUF embedding model (nn/encoder.h). A reranker (cross-encoder) file is kUnsupported
+// naming the file; other failures as nn::Encoder::open (kNotFound, kIo, kCorrupt, kUnsupported).
+std::shared_ptr<const Embedder> open_embedder(const std::string& gguf_path);
+
+// The passage a chunk is embedded as: title, heading path and text, each on its own line when not empty.
+// Ingest, re-embedding and anything that wants comparable vectors use this one function.
+std::string embed_passage(std::string_view title, std::string_view heading, std::string_view text);
+
+constexpr int kEmbedBatch = 32;  // texts per Embedder::embed call at ingest
 
 // ---- catalog ----------------------------------------------------------------------------------------
 
@@ -90,7 +129,7 @@ struct ChunkRecord {
 // One Catalog object is used by one thread at a time.
 class Catalog {
  public:
-  static constexpr int kSchemaVersion = 1;  // PRAGMA user_version after all migrations
+  static constexpr int kSchemaVersion = 2;  // PRAGMA user_version after all migrations
   enum class Mode { kRead, kWrite };
 
   Catalog(const std::string& path, Mode mode);
@@ -118,6 +157,22 @@ class Catalog {
   // Calls `visit` for every chunk with its document (chunk order by id); used to rebuild derived indexes.
   void for_each_chunk(const std::function<void(const ChunkRecord&, const DocumentRecord&)>& visit) const;
 
+  // meta(key, value) rows; nullopt when absent. Keys used by index/: "embedder_identity", "embedder_dim",
+  // "embedder_path" (the model a data dir embeds with), "vector_index_kind" (a forced kind, see
+  // VectorIndexKind).
+  std::optional<std::string> meta(const std::string& key) const;
+  // Chunk vectors (schema 2: chunk_vectors, one float32 BLOB of `dim` values per chunk, dropped with its
+  // chunk). A stored vector of another length is kCorrupt.
+  int64_t vector_count() const;
+  std::vector<float> vector(int64_t chunk_id, int dim) const;  // empty when the chunk has none
+  // Every stored vector in chunk id order; `visit` gets the chunk id and `dim` floats.
+  void for_each_vector(int dim, const std::function<void(int64_t, const float*)>& visit) const;
+  // Chunk ids (ascending) that have no stored vector.
+  std::vector<int64_t> chunk_ids_without_vector() const;
+  // Chunk ids (ascending) of documents whose ACL names one of `principals`; kNoAclPrincipal admits documents
+  // with an empty ACL.
+  std::vector<int64_t> chunk_ids_readable_by(const std::vector<std::string>& principals) const;
+
   // ---- writes (Mode::kWrite only), inside begin() ... commit(); rollback() undoes.
   void begin();
   void commit();   // also bumps change_counter when something changed since begin()
@@ -131,6 +186,11 @@ class Catalog {
                                       std::vector<int64_t>& removed);
   // Deletes the document with its chunks and ACL; appends the removed chunk ids to `removed`.
   void remove_document(int64_t doc_id, std::vector<int64_t>& removed);
+  void set_meta(const std::string& key, const std::string& value);
+  void erase_meta(const std::string& key);
+  // Stores (replaces) the vectors of chunk_ids: rows.size() == chunk_ids.size() * dim.
+  void put_vectors(const std::vector<int64_t>& chunk_ids, std::span<const float> rows, int dim);
+  void clear_vectors();
 
  private:
   struct Impl;
@@ -146,7 +206,7 @@ struct KeywordChunk {
   std::string title;                    // indexed with prefix "S" and unprefixed at kTitleWdf
   std::string heading_path;             // indexed with prefix "H" and unprefixed at kHeadingWdf
   std::string text;                     // the body, unprefixed
-  std::vector<std::string> acl;         // one boolean term "A<principal>" each
+  std::vector<std::string> acl;         // one boolean term "A<principal>" each; empty: "A" + kNoAclPrincipal
 };
 
 struct KeywordHit {
@@ -187,6 +247,121 @@ class KeywordIndex {
   std::unique_ptr<Impl> impl_;
 };
 
+// ---- vectors ----------------------------------------------------------------------------------------
+//
+// The catalog holds every chunk's vector (chunk_vectors); a generation's FAISS file is derived from them and
+// can be rebuilt at any time without re-embedding:
+//   <data>/gen/<n>/vectors.faiss   a FAISS IndexIDMap over the index of VectorIndexKind: row r of the inner
+//                                  index holds the vector of chunk id_map[r] (id_map ascending; -1 = a deleted
+//                                  row, still in an index that cannot remove, never returned)
+//   <data>/gen/<n>/manifest.json   VectorManifest: what the file reflects and its XXH3-128, checked before use
+// Both are written to a temp file, fsynced and renamed (faiss file first, manifest last); a reader that meets
+// a file whose hash differs from the manifest re-reads the manifest (a writer may be between the renames),
+// then fails with kCorrupt. An ingest that finds the manifest's change counter behind the catalog's (a crash
+// after a catalog commit) rebuilds the file from the catalog's vectors.
+
+enum class VectorIndexKind {
+  kAuto,  // flat up to VectorIndexParams::flat_max_vectors live vectors, else HNSW
+  kFlat,  // exact inner product (IndexFlatIP); deletions removed from the index
+  kHnsw,  // IndexHNSWFlat (inner product); no removal in FAISS: deletions are tombstones, compacted on rebuild
+  kIvf,   // IndexIVFScalarQuantizer (8-bit, inner product); deletions removed from the index
+};
+std::string_view vector_index_kind_name(VectorIndexKind kind);  // "auto", "flat", "hnsw", "ivf"
+VectorIndexKind parse_vector_index_kind(std::string_view name);  // kInvalidArgument for anything else
+
+struct VectorIndexParams {
+  int64_t flat_max_vectors = 100000;  // kAuto: flat at or below this many live vectors
+  int hnsw_m = 32;                    // graph degree
+  int hnsw_ef_construction = 80;
+  int hnsw_ef_search = 64;            // raised for filtered queries in proportion to what the filter drops
+  int ivf_lists = 0;                  // 0: about 4 * sqrt(n)
+  int ivf_probe = 32;
+  // A filtered query admitting at most this share of the live vectors (or at most exact_max_rows of them)
+  // scores exactly the admitted rows instead of walking the approximate index, which loses recall when most
+  // of what it visits is filtered out.
+  double exact_fraction = 0.05;
+  int64_t exact_max_rows = 20000;
+  // Rebuild (compact) when deleted rows exceed this share of the rows.
+  double max_dead_fraction = 0.25;
+};
+
+struct ScoredChunk {
+  int64_t chunk_id = 0;
+  double score = 0;  // inner product of L2-normalised vectors (cosine) for vectors; BM25 for keywords
+};
+
+// The rows a filtered query may return: a bitmap over an index's rows (built by VectorIndex::filter()).
+struct VectorFilter {
+  std::vector<uint8_t> bitmap;  // bit r set = row r admitted
+  std::vector<int64_t> rows;    // the admitted rows, ascending
+};
+
+// An in-memory FAISS index with its row -> chunk id map. One writer mutates it; const members may run from
+// several threads at once.
+class VectorIndex {
+ public:
+  VectorIndex(int dim, VectorIndexKind kind, const VectorIndexParams& params = {});
+  ~VectorIndex();
+  VectorIndex(const VectorIndex&) = delete;
+  VectorIndex& operator=(const VectorIndex&) = delete;
+
+  // Builds an index over `n` vectors (rows, n × dim) of ascending chunk ids. kAuto picks by n.
+  static std::unique_ptr<VectorIndex> build(int dim, VectorIndexKind kind, const VectorIndexParams& params,
+                                            std::span<const int64_t> chunk_ids, std::span<const float> rows);
+  // Reads a file written by save(); its bytes must hash to `expected_hash` (Hash128::hex()), else kCorrupt.
+  static std::unique_ptr<VectorIndex> load(const std::string& path, const std::string& expected_hash,
+                                           const VectorIndexParams& params = {});
+  // Writes the index (temp + fsync + rename); returns the file's Hash128::hex().
+  std::string save(const std::string& path) const;
+
+  // Appends vectors of chunk ids larger than any in the index, ascending (chunk ids are never reused).
+  void add(std::span<const int64_t> chunk_ids, std::span<const float> rows);
+  // Removes chunks (absent ids are ignored): from the index where the kind can, else as tombstones.
+  void remove(std::span<const int64_t> chunk_ids);
+
+  int dim() const;
+  VectorIndexKind kind() const;          // never kAuto
+  int64_t size() const;                  // live vectors
+  int64_t rows() const;                  // rows including tombstones
+  double dead_fraction() const;
+  const VectorIndexParams& params() const;
+  std::string describe() const;          // kind and parameters as JSON, for the manifest
+  std::optional<int64_t> row_of(int64_t chunk_id) const;
+
+  // The admitted rows for ascending chunk ids (ids not in the index are skipped).
+  VectorFilter filter(std::span<const int64_t> chunk_ids) const;
+  // Top-k live chunks by inner product with `query` (dim floats), best first; only admitted rows when
+  // `filter` is given. Exact over the admitted rows when few are admitted (see VectorIndexParams).
+  std::vector<ScoredChunk> search(std::span<const float> query, int k, const VectorFilter* filter = nullptr) const;
+  // The same by brute force over every admitted live row: the oracle for tests and the bench.
+  std::vector<ScoredChunk> search_exact(std::span<const float> query, int k, const VectorFilter* filter = nullptr) const;
+
+  struct Impl;
+
+ private:
+  explicit VectorIndex(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// <data>/gen/<n>/manifest.json.
+struct VectorManifest {
+  int64_t change_counter = -1;   // the catalog change counter the FAISS file reflects
+  std::string embedder;          // Embedder::identity() of the vectors
+  int dim = 0;
+  int64_t vectors = 0;           // live vectors
+  int64_t rows = 0;              // rows in the file, tombstones included
+  std::string kind;              // vector_index_kind_name()
+  std::string params;            // VectorIndex::describe()
+  std::string file = "vectors.faiss";  // relative to the generation dir
+  std::string hash;              // XXH3-128 hex of the file
+};
+
+std::string vectors_path(const std::string& data_dir, int64_t gen);   // <data>/gen/<n>/vectors.faiss
+std::string manifest_path(const std::string& data_dir, int64_t gen);  // <data>/gen/<n>/manifest.json
+// nullopt when the generation has no manifest; a malformed one is kCorrupt naming the file.
+std::optional<VectorManifest> read_manifest(const std::string& data_dir, int64_t gen);
+void write_manifest(const std::string& data_dir, int64_t gen, const VectorManifest& manifest);
+
 // ---- ingest job -------------------------------------------------------------------------------------
 
 struct IngestProgress {
@@ -212,6 +387,14 @@ struct IngestOptions {
   // faster; the batch's documents are held in memory meanwhile (several times their text with positions).
   int64_t batch_bytes = 32ll << 20;
   ingest::ChunkOptions chunking;
+  // Embeds chunks (embed_passage of title, heading, text) in batches of kEmbedBatch and keeps a FAISS index.
+  // Null: the embedder the data dir records (catalog meta "embedder_path"), if any; none = BM25 only. A
+  // model whose identity differs from the recorded one is kMismatch unless `reembed`.
+  std::shared_ptr<const Embedder> embedder;
+  std::string embedder_path;             // recorded in the catalog with the embedder's identity; may be empty
+  bool reembed = false;                  // re-embed every chunk with `embedder` (a model change); roots optional
+  VectorIndexKind vector_index = VectorIndexKind::kAuto;  // a forced kind is remembered by the data dir
+  VectorIndexParams vector_params;
   // Called from the calling thread after each file is decided; keep it cheap (rate-limit drawing yourself).
   std::function<void(const IngestProgress&)> on_progress;
 };
@@ -230,6 +413,8 @@ struct IngestSummary {
   int64_t removed = 0;
   int64_t failed = 0;
   int64_t chunks = 0;         // chunks written by this run (new and updated documents)
+  int64_t embedded = 0;       // chunks embedded by this run (new, updated, backfilled or re-embedded)
+  int64_t vectors = 0;        // live vectors in the FAISS index afterwards; 0 without an embedder
   int64_t pages = 0;          // PDF pages parsed by this run
   int64_t bytes = 0;          // bytes of the files parsed by this run
   int64_t files = 0;          // files found by the walk
@@ -237,7 +422,7 @@ struct IngestSummary {
   std::vector<IngestFailure> failures;  // by path
 };
 
-// Brings the data dir in step with `options.roots`. Takes the write lock (kBusy when held), creates the data
+// Brings the data dir in step with `options.roots` (which may be empty only with `reembed`). Takes the write lock (kBusy when held), creates the data
 // dir on first use. Per-file problems are recorded and counted, never thrown; environment failures (catalog,
 // Xapian, disk) throw rag::Error.
 IngestSummary ingest(const std::string& data_dir, const IngestOptions& options);
@@ -251,6 +436,8 @@ struct SearchOptions {
   size_t snippet_bytes = 240;                  // target snippet length; 0: no snippet
   std::string highlight_begin = "**";          // placed around matched terms in the snippet
   std::string highlight_end = "**";
+  // vector_candidates: when not empty, must equal the manifest's embedder identity (else kMismatch).
+  std::string embedder_identity;
 };
 
 constexpr int kMaxK = 1000;
@@ -266,8 +453,18 @@ struct SearchHit {
   std::string snippet;     // plain text (not HTML) with matches between highlight_begin/_end
 };
 
-// An open reader over a data dir's live generation and catalog; reuse it across queries. Not thread-safe:
-// one per thread.
+// What a Searcher's vector side has loaded.
+struct VectorInfo {
+  int64_t generation = 0;
+  std::optional<VectorManifest> manifest;  // nullopt: no vectors in this generation
+  int64_t catalog_change_counter = 0;      // the catalog's counter now (may be ahead of the manifest's)
+};
+
+// An open reader over a data dir's live generation and catalog; reuse it across queries.
+// Thread safety: keyword_candidates() and vector_candidates() may run concurrently, one each, from two
+// threads on the same Searcher (they share no state: the vector side has its own catalog connection and
+// lock). Everything else, and two calls of the same kind, need one thread at a time (or one Searcher per
+// thread).
 class Searcher {
  public:
   // Throws kNotFound (saying to run `rag ingest`) when the data dir has no index.
@@ -279,10 +476,35 @@ class Searcher {
   // BM25 over chunks, best first. A malformed query is kInvalidArgument.
   std::vector<SearchHit> search(std::string_view query, const SearchOptions& options = {});
 
+  // BM25 top options.k chunk ids with scores, best first, within options.principals.
+  std::vector<ScoredChunk> keyword_candidates(std::string_view query, const SearchOptions& options = {});
+  // Inner-product top options.k chunks for an L2-normalised query vector, best first, within
+  // options.principals. kUnsupported when the data dir has no vectors (saying `rag ingest --embed-model
+  // FILE`); kInvalidArgument for a vector of the wrong size; kMismatch when options.embedder_identity is set
+  // and differs from the manifest's (saying to re-embed with that model); kCorrupt when the FAISS file fails
+  // its hash. Reloads the FAISS file when a writer published a new one.
+  std::vector<ScoredChunk> vector_candidates(std::span<const float> query_vector, const SearchOptions& options = {});
+  // Embeds `query` with `embedder` (checking its identity against the manifest) and runs vector_candidates.
+  std::vector<ScoredChunk> vector_candidates(std::string_view query, const Embedder& embedder,
+                                             const SearchOptions& options = {});
+  // Catalog rows and snippets for candidates, in their order; chunks gone from the catalog are skipped. The
+  // snippet highlights words of `query_for_snippet` that occur in the chunk (a vector-only hit included).
+  // score is the candidate's.
+  std::vector<SearchHit> hydrate(const std::vector<ScoredChunk>& candidates, std::string_view query_for_snippet,
+                                 const SearchOptions& options = {});
+
+  bool has_vectors() const;               // the live generation has a vector manifest
+  std::string embedder_identity() const;  // the manifest's; empty when none
+  std::string embedder_path() const;      // the catalog's recorded model path; empty when none
+  VectorInfo vector_info() const;
+
  private:
+  struct Vectors;
   std::string data_dir_;
+  int64_t generation_ = 0;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<KeywordIndex> keywords_;
+  std::unique_ptr<Vectors> vectors_;
 };
 
 // One-shot convenience over Searcher.

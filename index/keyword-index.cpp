@@ -5,7 +5,8 @@
 //   heading words at kHeadingWdf so a plain query ranks a title match above a body match; only body words
 //   carry positions (phrase queries match body text);
 //   "S" + title words and "H" + heading words, for title:/heading: queries;
-//   "Q<chunk_id>" (unique id), "D<doc_id>", and "A<principal>" per ACL principal (boolean, wdf 0).
+//   "Q<chunk_id>" (unique id), "D<doc_id>", and "A<principal>" per ACL principal (boolean, wdf 0); a chunk of
+//   a document with an empty ACL gets "A" + kNoAclPrincipal instead (index.h "permissions").
 // docid = chunk id; value slot kSlotDocId = doc id. Metadata kChangeKey = the catalog change counter that
 // the last commit reflects.
 #include <climits>
@@ -84,6 +85,7 @@ void add_ids(Xapian::Document& doc, int64_t chunk_id, int64_t doc_id, const std:
     RAG_ASSERT(valid_principal(principal));  // checked where ACLs enter (ingest job)
     doc.add_boolean_term("A" + principal);
   }
+  if (acl.empty()) doc.add_boolean_term(std::string("A") + kNoAclPrincipal);
   doc.add_value(kSlotDocId, Xapian::sortable_serialise(static_cast<double>(doc_id)));
 }
 

@@ -72,6 +72,8 @@ bool exists(const std::string& path) {
 
 }  // namespace
 
+struct Searcher::Vectors {};
+
 Searcher::Searcher(const std::string& data_dir) : data_dir_(data_dir) {
   if (!exists(catalog_path(data_dir)))
     fail(Errc::kNotFound, "{}: no index here; run rag ingest PATH --data {} first", data_dir, data_dir);
