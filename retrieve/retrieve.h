@@ -164,6 +164,11 @@ struct RetrieverConfig {
   std::string default_group = std::string(kDefaultGroup);  // empty: no principal reads documents without ACL
 };
 
+// The embedder a data dir records (catalog meta "embedder_path", set by `rag ingest --embed-model FILE`), opened;
+// null when the data dir records none. kNotFound naming the recorded path (and saying to pass --embed-model)
+// when the file is gone.
+std::shared_ptr<const index::Embedder> open_recorded_embedder(const std::string& data_dir);
+
 class Retriever {
  public:
   // Opens one reader to check the data dir: kNotFound (run rag ingest) when it has no index; kMismatch naming
