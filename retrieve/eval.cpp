@@ -133,8 +133,10 @@ BeirEvalResult eval_beir(const std::string& dir, const BeirEvalOptions& options)
   if (options.mode == "hybrid+rerank") {
     retrieve.mode = Mode::kHybrid;
     rerank = true;
+  } else if (options.mode == "bm25" || options.mode == "dense" || options.mode == "hybrid") {
+    retrieve.mode = parse_mode(options.mode);
   } else {
-    retrieve.mode = parse_mode(options.mode);  // kInvalidArgument for anything else
+    fail(Errc::kInvalidArgument, "mode '{}': want bm25, dense, hybrid or hybrid+rerank", options.mode);
   }
   if (options.k < 1 || options.k > index::kMaxK)
     fail(Errc::kInvalidArgument, "k: {} is out of range [1, {}]", options.k, index::kMaxK);
