@@ -78,6 +78,7 @@ struct Engine::Impl {
   void release_blocks(Sequence& seq, bool enter_in_cache);
   void enter_full_blocks(Sequence& seq);
   int32_t allocate_block();
+  void release_block(int32_t block);
   void publish();
 
   std::shared_ptr<const Model> model;
@@ -118,6 +119,11 @@ void Engine::Impl::publish() {
   published = s;
 }
 
+void Engine::Impl::release_block(int32_t block) {
+  if (cache) cache->release(block);
+  else pool.release(block);
+}
+
 int32_t Engine::Impl::allocate_block() {
   int32_t block = pool.allocate();
   if (block < 0 && cache && cache->evict(1) == 1) block = pool.allocate();
@@ -133,7 +139,7 @@ void Engine::Impl::enter_full_blocks(Sequence& seq) {
 
 void Engine::Impl::release_blocks(Sequence& seq, bool enter_in_cache) {
   if (enter_in_cache) enter_full_blocks(seq);
-  for (int32_t block : seq.blocks) pool.release(block);
+  for (int32_t block : seq.blocks) release_block(block);
   seq.blocks.clear();
   seq.kv.blocks.clear();
   seq.kv.length = 0;
@@ -263,12 +269,17 @@ void Engine::Impl::admit() {
     std::vector<int32_t> matched;
     if (cache) matched = cache->match(seq.tokens, seq.domain(), (length - 1) / kKvBlockTokens);
     const int64_t fresh = needed - static_cast<int64_t>(matched.size());
-    const int64_t available = pool.free_count() + (cache ? cache->evictable() : 0);
-    if (fresh > available) {  // wait for running sequences to end; arrival order is kept
-      for (int32_t block : matched) pool.release(block);
+    // Idle cached blocks are an upper bound of what eviction frees (see PrefixCache::idle_blocks), so check
+    // again after evicting.
+    bool fits = pool.free_count() + (cache ? cache->idle_blocks() : 0) >= fresh;
+    if (fits && pool.free_count() < fresh) {
+      cache->evict(fresh - pool.free_count());
+      fits = pool.free_count() >= fresh;
+    }
+    if (!fits) {  // wait for running sequences to end; arrival order is kept
+      for (int32_t block : matched) release_block(block);
       break;
     }
-    if (pool.free_count() < fresh) cache->evict(fresh - pool.free_count());
     seq.blocks = std::move(matched);
     seq.entered_blocks = static_cast<int64_t>(seq.blocks.size());
     seq.kv.length = seq.entered_blocks * kKvBlockTokens;

@@ -1,34 +1,23 @@
 #include "generate/prefix-cache.h"
 
 #include <algorithm>
-#include <queue>
-#include <unordered_map>
 #include <utility>
 
 namespace rag::generate {
-namespace {
 
-// Every node below `root`, parents before children. Iterative: a long cached sequence makes a deep tree.
-template <typename NodeT>
-std::vector<NodeT*> preorder(NodeT& root) {
-  std::vector<NodeT*> out, stack;
-  for (auto& [key, child] : root.children) stack.push_back(child.get());
-  while (!stack.empty()) {
-    NodeT* node = stack.back();
-    stack.pop_back();
-    out.push_back(node);
-    for (auto& [key, child] : node->children) stack.push_back(child.get());
-  }
-  return out;
-}
-
-}  // namespace
-
-PrefixCache::PrefixCache(BlockPool& pool) : pool_(pool) {}
+PrefixCache::PrefixCache(BlockPool& pool) : pool_(pool), node_of_(static_cast<size_t>(pool.block_count()), nullptr) {}
 
 PrefixCache::~PrefixCache() {
-  // Children before parents, so no node is destroyed with a subtree still under it (no deep recursion).
-  std::vector<Node*> nodes = preorder(root_);
+  // Children before parents (reverse pre-order), so no node is destroyed with a subtree still under it: a long
+  // cached sequence makes a deep chain, and recursive destruction could overflow the stack.
+  std::vector<Node*> nodes, stack;
+  for (auto& [key, child] : root_.children) stack.push_back(child.get());
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    nodes.push_back(node);
+    for (auto& [key, child] : node->children) stack.push_back(child.get());
+  }
   for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
     pool_.release((*it)->block);
     (*it)->children.clear();
@@ -38,11 +27,38 @@ PrefixCache::~PrefixCache() {
 
 PrefixCache::Key PrefixCache::key_of(std::span<const int32_t> tokens, int64_t block_index, const CacheDomain& domain) {
   Key key;
-  const size_t begin = static_cast<size_t>(block_index * kKvBlockTokens);
-  std::copy_n(tokens.begin() + static_cast<std::ptrdiff_t>(begin), kKvBlockTokens, key.tokens.begin());
+  const auto begin = static_cast<std::ptrdiff_t>(block_index * kKvBlockTokens);
+  std::copy_n(tokens.begin() + begin, kKvBlockTokens, key.tokens.begin());
   key.is_public = (block_index + 1) * kKvBlockTokens <= domain.public_tokens;
   if (!key.is_public) key.salt = std::string(domain.salt);
   return key;
+}
+
+void PrefixCache::update(Node* node) {
+  const bool evictable = node->children.empty() && pool_.ref_count(node->block) == 1;
+  if (node->in_lru && (!evictable || node->lru_tick != node->last_used)) {
+    lru_.erase({node->lru_tick, node});
+    node->in_lru = false;
+  }
+  if (evictable && !node->in_lru) {
+    lru_.emplace(node->last_used, node);
+    node->lru_tick = node->last_used;
+    node->in_lru = true;
+  }
+}
+
+void PrefixCache::retain(Node* node) {
+  if (pool_.ref_count(node->block) == 1) --idle_;
+  pool_.retain(node->block);
+}
+
+void PrefixCache::release(int32_t block) {
+  Node* node = node_of_[static_cast<size_t>(block)];
+  pool_.release(block);
+  if (node && pool_.ref_count(block) == 1) {
+    ++idle_;
+    update(node);
+  }
 }
 
 std::vector<int32_t> PrefixCache::match(std::span<const int32_t> tokens, const CacheDomain& domain,
@@ -56,7 +72,8 @@ std::vector<int32_t> PrefixCache::match(std::span<const int32_t> tokens, const C
     if (it == node->children.end()) break;
     node = it->second.get();
     node->last_used = now;
-    pool_.retain(node->block);
+    retain(node);
+    update(node);
     blocks.push_back(node->block);
   }
   return blocks;
@@ -70,61 +87,43 @@ void PrefixCache::insert(std::span<const int32_t> tokens, const CacheDomain& dom
     Key key = key_of(tokens, static_cast<int64_t>(i), domain);
     auto it = node->children.find(key);
     if (it == node->children.end()) {
+      // A block sits in one node at most; one already cached elsewhere (which no caller does) ends the walk
+      // rather than giving the block two parents.
+      if (node_of_[static_cast<size_t>(blocks[i])]) return;
       auto child = std::make_unique<Node>();
       child->parent = node;
       child->block = blocks[i];
       pool_.retain(blocks[i]);
+      if (pool_.ref_count(blocks[i]) == 1) ++idle_;  // not reached: the caller holds a reference
+      node_of_[static_cast<size_t>(blocks[i])] = child.get();
       ++node_count_;
       it = node->children.emplace(std::move(key), std::move(child)).first;
       it->second->key = &it->first;
+      if (node != &root_) update(node);  // no longer a leaf
     }
     node = it->second.get();
     node->last_used = now;
+    update(node);
   }
 }
 
 int64_t PrefixCache::evict(int64_t count) {
-  if (count <= 0) return 0;
-  using Entry = std::pair<uint64_t, Node*>;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> leaves;  // least recently used on top
-  for (Node* node : preorder(root_))
-    if (node->children.empty() && pool_.ref_count(node->block) == 1) leaves.emplace(node->last_used, node);
   int64_t evicted = 0;
-  while (evicted < count && !leaves.empty()) {
-    Node* node = leaves.top().second;
-    leaves.pop();
+  while (evicted < count && !lru_.empty()) {
+    Node* node = lru_.begin()->second;
+    lru_.erase(lru_.begin());
     Node* parent = node->parent;
-    pool_.release(node->block);
+    const int32_t block = node->block;
+    node_of_[static_cast<size_t>(block)] = nullptr;
+    --idle_;
     parent->children.erase(parent->children.find(*node->key));  // destroys node
+    pool_.release(block);
     --node_count_;
     ++evicted;
-    if (parent != &root_ && parent->children.empty() && pool_.ref_count(parent->block) == 1)
-      leaves.emplace(parent->last_used, parent);
+    if (parent != &root_) update(parent);
   }
   evictions_ += evicted;
   return evicted;
-}
-
-int64_t PrefixCache::evictable() const {
-  // Children before parents: a node can go once its whole subtree can.
-  std::vector<const Node*> nodes = preorder(root_);
-  std::unordered_map<const Node*, bool> whole;
-  whole.reserve(nodes.size());
-  int64_t count = 0;
-  for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
-    const Node* node = *it;
-    bool ok = pool_.ref_count(node->block) == 1;
-    for (const auto& [key, child] : node->children) ok = ok && whole[child.get()];
-    whole[node] = ok;
-    count += ok;
-  }
-  return count;
-}
-
-int64_t PrefixCache::idle_blocks() const {
-  int64_t count = 0;
-  for (const Node* node : preorder(root_)) count += pool_.ref_count(node->block) == 1;
-  return count;
 }
 
 }  // namespace rag::generate

@@ -12,7 +12,9 @@
 // Eviction: a node may go when no sequence holds its block (reference count 1, the cache's own) and it has
 // no children (evicting an inner node would strand its subtree); among those the least recently used goes
 // first. "Used" is a tick stamped on every node of a path a match or an insert walks, so a parent is never
-// older than its children and whole cold branches go leaf by leaf.
+// older than its children and whole cold branches go leaf by leaf. The evictable leaves are kept in a set
+// ordered by tick, updated as references, children and ticks change, so an eviction costs O(log n) even
+// when the pool is full of cached blocks (a server's steady state).
 // Not thread-safe: the engine thread alone uses it.
 #pragma once
 
@@ -21,6 +23,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -50,12 +53,14 @@ class PrefixCache {
   // Enters blocks[i] as the K/V of tokens [i × 16, (i + 1) × 16) for every i (tokens holds at least that
   // many). Where the tree already has an edge for a block its own block stays; a new node retains blocks[i].
   void insert(std::span<const int32_t> tokens, const CacheDomain& domain, std::span<const int32_t> blocks);
+  // Drops a sequence's reference to `block`. Sequences release through the cache so that it sees its
+  // blocks become idle (evictable) at once instead of searching for them.
+  void release(int32_t block);
   // Evicts up to `count` blocks held only by the cache, least recently used first; returns how many.
   int64_t evict(int64_t count);
-  // Blocks that evict() could free now, leaves first: nodes held only by the cache whose whole subtree is.
-  int64_t evictable() const;
-  // Nodes whose block only the cache holds (the "cached" state of block-pool.h).
-  int64_t idle_blocks() const;
+  // Blocks only the cache holds (the "cached" state of block-pool.h): what evict() can free, except those
+  // whose subtree holds a block still in use (a sequence that computed its own copy of a cached parent).
+  int64_t idle_blocks() const { return idle_; }
   int64_t size() const { return node_count_; }
   int64_t evictions() const { return evictions_; }
 
@@ -71,13 +76,22 @@ class PrefixCache {
     const Key* key = nullptr;  // the key of this node in parent->children
     int32_t block = -1;
     uint64_t last_used = 0;
+    bool in_lru = false;     // in lru_, under the tick lru_tick
+    uint64_t lru_tick = 0;
     std::map<Key, std::unique_ptr<Node>> children;
   };
 
   static Key key_of(std::span<const int32_t> tokens, int64_t block_index, const CacheDomain& domain);
+  // Puts `node` in lru_ or takes it out (or re-keys it) after its references, children or tick changed.
+  void update(Node* node);
+  void retain(Node* node);
+
 
   BlockPool& pool_;
   Node root_;
+  std::vector<Node*> node_of_;                  // by block id: the node holding it, or null
+  std::set<std::pair<uint64_t, Node*>> lru_;    // evictable leaves by last use: no children, ref 1
+  int64_t idle_ = 0;                            // nodes whose block has ref 1
   uint64_t tick_ = 0;
   int64_t node_count_ = 0;
   int64_t evictions_ = 0;

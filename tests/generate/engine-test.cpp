@@ -244,15 +244,27 @@ TEST(Engine, ConcurrentRequestsEqualSequentialGenerate) {
   }
   std::vector<Completion> results(kRequests);
   std::vector<std::string> streamed(kRequests);
+  // Every callback waits until all requests are in, so that they surely run together whatever the timing.
+  std::mutex mutex;
+  std::condition_variable all_in;
+  int submitted = 0;
   std::vector<std::thread> threads;
   for (int i = 0; i < kRequests; ++i)
     threads.emplace_back([&, i] {
       Request r = request(prompts[static_cast<size_t>(i)], options[static_cast<size_t>(i)]);
       r.on_token = [&, i](int32_t, std::string_view text) {
+        std::unique_lock lock(mutex);
+        all_in.wait(lock, [&] { return submitted == kRequests; });
         streamed[static_cast<size_t>(i)] += text;
         return true;
       };
-      results[static_cast<size_t>(i)] = engine.run(std::move(r));
+      Submission s = engine.submit(std::move(r));
+      {
+        std::lock_guard lock(mutex);
+        ++submitted;
+      }
+      all_in.notify_all();
+      results[static_cast<size_t>(i)] = s.completion.get();
     });
   for (auto& t : threads) t.join();
   for (int i = 0; i < kRequests; ++i) {
@@ -293,6 +305,9 @@ TEST(Engine, MemoryPressureChangesNoOutput) {
     }
     EXPECT_GT(preemptions, 0);
     EXPECT_EQ(engine.stats().preemptions, preemptions);
+    if (prefix_cache) {
+      EXPECT_GT(engine.stats().prefix_evictions, 0);
+    }
     expect_all_blocks_released(engine);
   }
 }
@@ -350,7 +365,7 @@ TEST(Engine, CancelEndsTheRequestAndFreesItsBlocks) {
 TEST(Engine, CallbackReturningFalseStopsLikeGenerate) {
   rag::test::TempDir dir;
   auto model = load(engine_spec(), dir);
-  Engine engine(model);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 20 * block_bytes(*model)});
   Request r = request(random_prompt(9, 7), free_run(50));
   int calls = 0;
   r.on_token = [&](int32_t, std::string_view) { return ++calls < 3; };
@@ -363,7 +378,7 @@ TEST(Engine, CallbackReturningFalseStopsLikeGenerate) {
 TEST(Engine, CallbackThatThrowsFailsOnlyItsRequest) {
   rag::test::TempDir dir;
   auto model = load(engine_spec(), dir);
-  Engine engine(model);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 20 * block_bytes(*model)});
   Request bad = request(random_prompt(9, 8), free_run(50));
   bad.on_token = [](int32_t, std::string_view) -> bool { throw std::runtime_error("client went away"); };
   Submission failing = engine.submit(std::move(bad));

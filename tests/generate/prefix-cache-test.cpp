@@ -26,8 +26,8 @@ std::vector<int32_t> fill(BlockPool& pool, PrefixCache& cache, const std::vector
   return blocks;
 }
 
-void release_all(BlockPool& pool, const std::vector<int32_t>& blocks) {
-  for (int32_t b : blocks) pool.release(b);
+void release_all(PrefixCache& cache, const std::vector<int32_t>& blocks) {
+  for (int32_t b : blocks) cache.release(b);
 }
 
 TEST(PrefixCache, MatchesTheLongestRunOfFullBlocks) {
@@ -98,19 +98,19 @@ TEST(PrefixCache, EvictsUnreferencedLeavesLeastRecentlyUsedFirst) {
   const auto blocks_a = fill(pool, cache, a, domain, 2);
   const auto blocks_b = fill(pool, cache, b, domain, 2);
   const auto blocks_c = fill(pool, cache, c, domain, 1);
-  release_all(pool, blocks_a);
-  release_all(pool, blocks_b);
+  release_all(cache, blocks_a);
+  release_all(cache, blocks_b);
   // c is still held by its sequence: never evicted.
   EXPECT_EQ(cache.idle_blocks(), 4);
-  EXPECT_EQ(cache.evictable(), 4);
-  release_all(pool, cache.match(a, domain, 2));  // a is now more recent than b
+  release_all(cache, cache.match(a, domain, 2));  // a is now more recent than b
 
   EXPECT_EQ(cache.evict(1), 1);  // b's leaf
   EXPECT_TRUE(cache.match(b, domain, 2).size() == 1);
-  release_all(pool, {blocks_b[0]});
+  release_all(cache, {blocks_b[0]});
   EXPECT_EQ(cache.evict(10), 3);  // a (leaf, then its parent), then what is left of b, used since
   EXPECT_EQ(cache.size(), 1);
   EXPECT_EQ(cache.evictions(), 4);
+  EXPECT_EQ(cache.idle_blocks(), 0);
   EXPECT_EQ(pool.free_count(), 7);
   EXPECT_EQ(cache.match(c, domain, 1), blocks_c);
 }
@@ -121,12 +121,11 @@ TEST(PrefixCache, AParentHeldOnlyByTheCacheWaitsForItsChildren) {
   const CacheDomain domain{"", 0};
   const auto tokens = iota_tokens(32);
   const auto blocks = fill(pool, cache, tokens, domain, 2);
-  pool.release(blocks[0]);  // the sequence keeps only its second block (it had its own copy of the first)
+  cache.release(blocks[0]);  // the sequence keeps only its second block (it had its own copy of the first)
   EXPECT_EQ(cache.idle_blocks(), 1);
-  EXPECT_EQ(cache.evictable(), 0);
   EXPECT_EQ(cache.evict(2), 0);
-  pool.release(blocks[1]);
-  EXPECT_EQ(cache.evictable(), 2);
+  cache.release(blocks[1]);
+  EXPECT_EQ(cache.idle_blocks(), 2);
   EXPECT_EQ(cache.evict(2), 2);
   EXPECT_EQ(pool.free_count(), 8);
 }
@@ -137,7 +136,7 @@ TEST(PrefixCache, DestructionReleasesEveryBlock) {
     PrefixCache cache(pool);
     const auto tokens = iota_tokens(64 * 16);
     const auto blocks = fill(pool, cache, tokens, CacheDomain{"x", 0}, 64);  // a deep chain
-    release_all(pool, blocks);
+    release_all(cache, blocks);
     EXPECT_EQ(pool.free_count(), 6);
   }
   EXPECT_EQ(pool.free_count(), 70);
