@@ -101,6 +101,7 @@ struct RetrieveOptions {
   int rerank_batch = 16;                  // pairs per reranker call
   size_t rerank_passage_bytes = 2000;     // passage cut before the reranker (title + "\n" + text)
   double rerank_budget_ms = 0;            // 0 = no budget; see rerank::RerankOptions::budget_ms
+  bool with_text = false;                 // fill Candidate::text with the chunk's whole text (for prompts)
   size_t snippet_bytes = 240;             // as index::SearchOptions; 0 = no snippet (faster)
   std::string highlight_begin = "**";
   std::string highlight_end = "**";
@@ -116,6 +117,7 @@ struct Candidate {
   int page = 0;             // 1-based PDF page; 0 where the format has none
   std::string heading;      // heading path, may be empty
   std::string snippet;      // plain text with matches between the highlight markers; empty if snippet_bytes is 0
+  std::string text;         // the chunk's text when RetrieveOptions::with_text; else empty
   int bm25_rank = 0;
   double bm25_score = 0;    // BM25 (higher is better)
   int vector_rank = 0;
@@ -141,6 +143,7 @@ struct RetrievalTimings {
 struct Retrieval {
   std::vector<Candidate> candidates;   // best first, at most k
   Mode mode = Mode::kBm25;             // the mode that ran (hybrid falls back to bm25 without vectors)
+  int64_t generation = 0;              // the index generation that answered (for cache keys)
   RetrievalModels models;
   RetrievalTimings timings;
   int reranked = 0;                    // candidates scored by the reranker

@@ -276,6 +276,13 @@ Retrieval Retriever::retrieve(std::string_view query, const RetrieveOptions& opt
     c.snippet = hit.snippet;
     out.candidates.push_back(std::move(c));
   }
+  if (options.with_text) {
+    for (Candidate& c : out.candidates) {
+      std::optional<index::ChunkRecord> chunk = reader->catalog->chunk(c.chunk_id);
+      if (chunk) c.text = std::move(chunk->text);
+    }
+  }
+  out.generation = reader->generation;
   out.timings.hydrate_ms = ms_since(t_hydrate);
   out.timings.total_ms = ms_since(start);
   pool_->give_back(std::move(reader));
