@@ -33,33 +33,42 @@
 // serves only requests with the same salt (DESIGN.md "Trust boundaries"). A cached block that no sequence
 // references is evicted least-recently-used, leaves first, when the pool has no free block.
 //
-// Scheduling. One thread runs steps. A step:
-//   1. takes new submissions and cancellations (Engine::cancel; a request whose callback returned false
-//      has already ended in the previous step);
-//   2. admits waiting requests in arrival order (preempted ones first) while fewer than max_sequences run
-//      and the pool (free plus evictable blocks) holds the blocks of the request's whole prompt beyond its
-//      cached prefix; an admitted request gets all of its prompt blocks at once, so prefill never stalls
-//      for memory;
-//   3. assembles ONE Model::forward batch: the next token of every decoding sequence (oldest first), then
-//      chunks of pending prefills (oldest first) until step_tokens tokens are in the batch (chunked
-//      prefill: a long prompt takes several steps while the others keep decoding);
-//   4. a decoding sequence that crosses into a new block takes one from the pool; when none is left (after
-//      evicting unreferenced cached blocks) the youngest running sequence is preempted: its full blocks go
-//      to the prefix cache, all its blocks are released, and it returns to the head of the waiting queue
-//      with its prompt and generated tokens, to be recomputed (mostly from the prefix cache) when blocks
-//      free up. A sequence alone in the engine that still finds no block stops with StopReason::kContextFull
-//      (the pool is its context);
-//   5. samples each sequence that got logits, streams its text and ends it when a stop condition holds,
-//      with exactly the per-sequence logic of generate(): sampling state (seeded per request), penalties,
-//      stop tokens and strings, repetition, max_tokens, context length. Results therefore do not depend on
-//      what else was in the batch beyond float rounding (batched products round differently from one
-//      token's matrix-vector product).
-// Ended sequences release their blocks at once; their completion is fulfilled from the engine thread.
+// Scheduling. One thread runs steps; a step is ONE Model::forward call. Each step, in this order:
+//   1. takes new submissions and cancellations (Engine::cancel ends a request between steps; a request
+//      whose callback returned false ended inside the previous step);
+//   2. gives every running sequence the blocks its pending tokens need. Only a decoding sequence crossing
+//      into a new block can lack one; it takes a free block, else evicts the least recently used idle
+//      cached block, else the youngest running sequence (latest submitted) is preempted: its full blocks
+//      go to the prefix cache, all its blocks are released, and it returns to the waiting queue in arrival
+//      order with its prompt and generated tokens, to be recomputed (mostly from the prefix cache, unless
+//      evicted meanwhile) when blocks free up. Its sampler, text and stop state are kept, so the recompute
+//      continues the same generation. A sequence alone in the engine that still finds no block ends with
+//      StopReason::kContextFull: the pool is its context;
+//   3. admits waiting requests in arrival order while fewer than max_sequences run and the pool (free plus
+//      idle cached blocks) holds every block of the request's tokens beyond its cached prefix. An admitted
+//      request gets all of its prompt blocks at once, so its prefill never stalls for memory; one that does
+//      not fit blocks those behind it (arrival order is kept, so a long prompt is not starved);
+//   4. assembles the batch: the next token of every decoding sequence (oldest first), then chunks of
+//      pending prefills (oldest first) until step_tokens tokens are in (chunked prefill: a long prompt takes
+//      several steps while the others keep decoding), and runs it;
+//   5. samples each sequence whose pending tokens are all computed, streams its text and ends it when a stop
+//      condition holds, with exactly the per-sequence logic of generate() (continuation.h): sampling state
+//      seeded per request, penalties, stop tokens and strings, repetition, max_tokens, context length;
+//      then enters newly filled blocks in the prefix cache. Ended sequences release their blocks at once
+//      and their completion is fulfilled from the engine thread.
+// Results do not depend on what else is in a batch beyond float rounding: a batch of several tokens goes
+// through matrix-matrix kernels that round differently from one token's matrix-vector product (for Q8_0
+// and Q4_0 the int8 tile kernel or sgemm versus the int8 dot products of matvec). On models with near-tied
+// logits (random test weights) a greedy token may then differ; one sequence at a time (max_sequences 1)
+// with its prompt in one step (step_tokens at least its length) gives exactly the tokens of generate().
+//
+// Limits per request: max_tokens and the stop conditions are checked after every token; a deadline is the
+// caller's: wait_for() on the completion, then cancel(id).
 //
 // Threads. submit(), cancel(), stats() and the destructor may be called from any thread at any time.
 // Token callbacks run on the engine thread inside a step: they must be quick (copy the text to a queue or
-// socket buffer) and must not call back into the engine except cancel() and stats(). A callback that
-// throws ends its own request with that exception.
+// socket buffer); they may call submit(), cancel() and stats(), but must not wait for a completion (the
+// engine would wait for itself). A callback that throws ends its own request with that exception.
 #pragma once
 
 #include <cstdint>

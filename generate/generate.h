@@ -7,7 +7,8 @@
 //                                         [](int32_t, std::string_view text) { fputs(...); return true; });
 //
 // The model is immutable once loaded and may be shared by threads; each generate() call owns its own KV
-// cache and scratch memory. Weights are read in place from the file's mapping.
+// cache and scratch memory. Weights are read in place from the file's mapping. To run many sequences at
+// once over one model (a server), with a shared paged KV cache and a prefix cache, use engine.h.
 #pragma once
 
 #include <cstdint>
