@@ -10,12 +10,14 @@ constexpr int kExitUsage = 2;        // bad arguments
 constexpr int kExitPartial = 3;      // completed, but some inputs failed (e.g. ingest with failed files)
 constexpr int kExitBusy = 75;        // another writer holds the data dir's lock (EX_TEMPFAIL, for cron)
 
+int cmd_ask(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_ingest(int argc, char** argv);
 int cmd_model(int argc, char** argv);
 int cmd_search(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 // `rag model` subcommands (cli/model-*.cpp):
 int cmd_model_embed(int argc, char** argv);
 int cmd_model_import_llama2c(int argc, char** argv);

@@ -23,12 +23,14 @@ int cmd_version(int, char**) {
 
 // Add a subcommand here and declare it in commands.h.
 constexpr Command kCommands[] = {
+    {"ask", rag::cli::cmd_ask, "answer a question from the documents, with numbered citations"},
     {"bench", rag::cli::cmd_bench, "benchmark whole jobs (rag bench --help lists them)"},
     {"eval", rag::cli::cmd_eval, "retrieval quality on a BEIR folder: nDCG@10, Recall@100, MRR@10"},
     {"generate", rag::cli::cmd_generate, "continue a prompt with the generator model, streaming the text"},
     {"ingest", rag::cli::cmd_ingest, "ingest folders and files: parse, chunk, index; skips unchanged files"},
     {"model", rag::cli::cmd_model, "inspect, convert, quantize and tokenize with GGUF models"},
     {"search", rag::cli::cmd_search, "keyword (BM25) search over the ingested chunks"},
+    {"serve", rag::cli::cmd_serve, "the HTTP service: ask, search, OpenAI-compatible chat and embeddings, metrics"},
     {"version", cmd_version, "print the version"},
 };
 
