@@ -70,6 +70,7 @@ struct Engine::Impl {
   void intake(std::vector<SequencePtr> fresh, const std::unordered_set<RequestId>& cancelled);
   void reserve_blocks();
   void admit();
+  bool prefilling_same_block(const Sequence& seq, int64_t index) const;
   bool step();
   void end(Sequence& seq, StopReason reason);
   void finish(SequencePtr seq, std::exception_ptr error = nullptr);
@@ -252,6 +253,20 @@ void Engine::Impl::reserve_blocks() {
   sweep();
 }
 
+// True when a running sequence has not yet computed block `index` of its tokens, and that block would be
+// the same prefix-cache edge as block `index` of `seq`: same tokens up to its end, same trust domain.
+bool Engine::Impl::prefilling_same_block(const Sequence& seq, int64_t index) const {
+  const int64_t end = (index + 1) * kKvBlockTokens;
+  if (end > static_cast<int64_t>(seq.tokens.size()) - 1) return false;  // seq could not reuse it anyway
+  const bool is_public = end <= seq.public_tokens;
+  for (const SequencePtr& other : running) {
+    if (other->kv.length >= end || static_cast<int64_t>(other->tokens.size()) < end) continue;
+    if ((end <= other->public_tokens) != is_public || (!is_public && other->salt != seq.salt)) continue;
+    if (std::equal(seq.tokens.begin(), seq.tokens.begin() + end, other->tokens.begin())) return true;
+  }
+  return false;
+}
+
 void Engine::Impl::admit() {
   while (!waiting.empty() && static_cast<int64_t>(running.size()) < options.max_sequences) {
     Sequence& seq = *waiting.front();
@@ -268,6 +283,12 @@ void Engine::Impl::admit() {
     // At most all tokens but the last: its logits are needed, so it must be run.
     std::vector<int32_t> matched;
     if (cache) matched = cache->match(seq.tokens, seq.domain(), (length - 1) / kKvBlockTokens);
+    if (cache && prefilling_same_block(seq, static_cast<int64_t>(matched.size()))) {
+      // A running sequence is computing the next block this request needs: wait for it rather than compute
+      // the same K/V twice (a burst of requests with one system prompt then prefills it once).
+      for (int32_t block : matched) release_block(block);
+      break;
+    }
     const int64_t fresh = needed - static_cast<int64_t>(matched.size());
     // Idle cached blocks are an upper bound of what eviction frees (see PrefixCache::idle_blocks), so check
     // again after evicting.
@@ -448,16 +469,17 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
          options.kv_memory_bytes, c.layer_count, block_bytes);
   if (options.max_sequences < 1)
     fail(Errc::kInvalidArgument, "engine: max_sequences {} must be at least 1", options.max_sequences);
-  if (options.step_tokens < options.max_sequences)
-    fail(Errc::kInvalidArgument, "engine: step_tokens {} must be at least max_sequences {}", options.step_tokens,
-         options.max_sequences);
+  if (options.step_tokens < 1) fail(Errc::kInvalidArgument, "engine: step_tokens {} must be at least 1", options.step_tokens);
   const int64_t block_count = std::min<int64_t>(options.kv_memory_bytes / block_bytes, INT32_MAX);
-  impl_ = std::make_unique<Impl>(std::move(model), options, block_count);
+  EngineOptions effective = options;
+  // Every running sequence decodes in every step, so no more may run than a step has tokens.
+  effective.max_sequences = std::min(options.max_sequences, options.step_tokens);
+  impl_ = std::make_unique<Impl>(std::move(model), effective, block_count);
   impl_->publish();
   spdlog::info("generate: engine with {} KV blocks of {} bytes ({} positions), {} tokens per step, {} sequences, "
                "prefix cache {}",
-               block_count, block_bytes, block_count * kKvBlockTokens, options.step_tokens, options.max_sequences,
-               options.prefix_cache ? "on" : "off");
+               block_count, block_bytes, block_count * kKvBlockTokens, effective.step_tokens,
+               effective.max_sequences, effective.prefix_cache ? "on" : "off");
   impl_->thread = std::thread([impl = impl_.get()] { impl->loop(); });
 }
 

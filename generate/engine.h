@@ -47,7 +47,10 @@
 //   3. admits waiting requests in arrival order while fewer than max_sequences run and the pool (free plus
 //      idle cached blocks) holds every block of the request's tokens beyond its cached prefix. An admitted
 //      request gets all of its prompt blocks at once, so its prefill never stalls for memory; one that does
-//      not fit blocks those behind it (arrival order is kept, so a long prompt is not starved);
+//      not fit blocks those behind it (arrival order is kept, so a long prompt is not starved). A request
+//      whose next uncached block a running sequence is still prefilling (same tokens, same trust domain)
+//      also waits, for that block to enter the cache: a burst of requests with one system prompt computes
+//      it once;
 //   4. assembles the batch: the next token of every decoding sequence (oldest first), then chunks of
 //      pending prefills (oldest first) until step_tokens tokens are in (chunked prefill: a long prompt takes
 //      several steps while the others keep decoding), and runs it;
@@ -85,10 +88,10 @@ struct EngineOptions {
   // Bytes of the KV pool (the `--kv-mem` of the CLIs), rounded down to whole blocks. One block holds 16
   // positions of every layer: layer_count × 2 × 16 × kv_dim × 4 bytes (Engine::block_bytes()).
   int64_t kv_memory_bytes = int64_t{1} << 30;
-  // Tokens in one forward pass at most: decoding sequences' next tokens plus prefill chunks. At least
-  // max_sequences, so every running sequence can decode in every step.
+  // Tokens in one forward pass at most: decoding sequences' next tokens plus prefill chunks.
   int64_t step_tokens = 512;
-  // Sequences running (holding blocks, in the batch) at once; the rest wait in arrival order.
+  // Sequences running (holding blocks, in the batch) at once; the rest wait in arrival order. At most
+  // step_tokens (lowered to it), so every running sequence decodes in every step.
   int64_t max_sequences = 64;
   // Off: no block is shared, every prompt is prefilled in full (for comparisons and benchmarks).
   bool prefix_cache = true;
@@ -147,8 +150,8 @@ struct EngineStats {
 
 class Engine {
  public:
-  // Allocates the pool and starts the engine thread. Throws Error(kInvalidArgument) when an option is out
-  // of range or kv_memory_bytes holds less than one block (the message gives the block size).
+  // Allocates the pool and starts the engine thread. Throws Error(kInvalidArgument) when step_tokens or
+  // max_sequences is below 1 or kv_memory_bytes holds less than one block (the message gives its size).
   Engine(std::shared_ptr<const Model> model, const EngineOptions& options = {});
   // Ends every request still running or waiting (StopReason::kCallback, as a cancel) and joins the thread.
   ~Engine();
@@ -167,7 +170,7 @@ class Engine {
   Completion run(Request request);
 
   EngineStats stats() const;
-  const EngineOptions& options() const;
+  const EngineOptions& options() const;  // as in effect (max_sequences at most step_tokens)
   const Model& model() const;
   int64_t block_bytes() const;   // bytes of one block of the pool
 

@@ -197,6 +197,51 @@ TEST(Engine, PrefixCacheHitGivesTheSameTokensAndPrefillsLess) {
   expect_all_blocks_released(engine);
 }
 
+// Requests arriving together with one long public prefix: the first computes it, the others wait for its
+// blocks instead of computing the same K/V side by side.
+TEST(Engine, ABurstSharingAPrefixPrefillsItOnce) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 60 * block_bytes(*model), .step_tokens = 32});
+  // A first request holds the engine in its callback until the burst is queued, so the burst is admitted
+  // in one round whatever the timing.
+  std::mutex mutex;
+  std::condition_variable queued;
+  bool all_queued = false;
+  Request gate = request(random_prompt(3, 20), free_run(2));
+  gate.on_token = [&](int32_t, std::string_view) {
+    std::unique_lock lock(mutex);
+    queued.wait(lock, [&] { return all_queued; });
+    return true;
+  };
+  Submission gate_done = engine.submit(std::move(gate));
+  const auto system = random_prompt(70, 21);  // 4 full blocks
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<Submission> burst;
+  for (int i = 0; i < 5; ++i) {
+    prompts.push_back(system);
+    const auto tail = random_prompt(2 + static_cast<size_t>(i), 30 + static_cast<uint32_t>(i));
+    prompts.back().insert(prompts.back().end(), tail.begin() + 1, tail.end());
+    Request r = request(prompts.back(), free_run(6));
+    r.public_prefix_tokens = static_cast<int64_t>(system.size());
+    r.cache_salt = "user" + std::to_string(i);
+    burst.push_back(engine.submit(std::move(r)));
+  }
+  {
+    std::lock_guard lock(mutex);
+    all_queued = true;
+  }
+  queued.notify_all();
+  gate_done.completion.get();
+  for (int i = 0; i < 5; ++i) {
+    SCOPED_TRACE(i);
+    const Completion done = burst[static_cast<size_t>(i)].completion.get();
+    EXPECT_EQ(done.cached_tokens, i == 0 ? 0 : 64);
+    EXPECT_EQ(done.generation.tokens, generate(*model, prompts[static_cast<size_t>(i)], free_run(6)).tokens);
+  }
+  EXPECT_EQ(engine.stats().prefix_hit_tokens, 4 * 64);
+}
+
 TEST(Engine, SaltsDoNotSharePrivateBlocks) {
   rag::test::TempDir dir;
   auto model = load(engine_spec(), dir);
@@ -515,7 +560,8 @@ TEST(Engine, OptionsOutOfRangeAreRejected) {
   rag::test::TempDir dir;
   auto model = load(engine_spec(), dir);
   EXPECT_THROW(Engine(model, EngineOptions{.kv_memory_bytes = block_bytes(*model) - 1}), Error);
-  EXPECT_THROW(Engine(model, EngineOptions{.step_tokens = 4, .max_sequences = 8}), Error);
+  EXPECT_THROW(Engine(model, EngineOptions{.step_tokens = 0}), Error);
+  EXPECT_EQ(Engine(model, EngineOptions{.kv_memory_bytes = block_bytes(*model), .step_tokens = 4}).options().max_sequences, 4);
   EXPECT_THROW(Engine(model, EngineOptions{.max_sequences = 0}), Error);
 }
 
