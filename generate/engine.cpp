@@ -92,6 +92,7 @@ struct Engine::Impl {
   std::condition_variable wake;
   std::vector<SequencePtr> incoming;
   std::unordered_set<RequestId> cancels;
+  std::vector<std::promise<void>> clears;  // clear_prefix_cache() calls waiting for the engine thread
   bool stopping = false;
   RequestId next_id = 1;
   EngineStats published;
@@ -416,15 +417,24 @@ void Engine::Impl::loop() {
   for (;;) {
     std::vector<SequencePtr> fresh;
     std::unordered_set<RequestId> cancelled;
+    std::vector<std::promise<void>> cleared;
     bool stop = false;
     {
       std::unique_lock lock(mutex);
       wake.wait(lock, [&] {
-        return stopping || !incoming.empty() || !cancels.empty() || (!idle && (!running.empty() || !waiting.empty()));
+        return stopping || !incoming.empty() || !cancels.empty() || !clears.empty() ||
+               (!idle && (!running.empty() || !waiting.empty()));
       });
       fresh.swap(incoming);
       cancelled.swap(cancels);
+      cleared.swap(clears);
       stop = stopping;
+    }
+    if (!cleared.empty()) {
+      const int64_t evicted = cache ? cache->evict(cache->size()) : 0;
+      spdlog::info("generate: prefix cache cleared ({} blocks freed)", evicted);
+      publish();
+      for (std::promise<void>& done : cleared) done.set_value();
     }
     try {
       intake(std::move(fresh), cancelled);
@@ -447,7 +457,8 @@ void Engine::Impl::loop() {
       spdlog::error("generate: engine step failed; failing {} running and {} waiting requests", running.size(),
                     waiting.size());
       const std::exception_ptr error = std::current_exception();
-      for (SequencePtr& seq : running) finish(std::move(seq), error);
+      for (SequencePtr& seq : running)
+        if (seq) finish(std::move(seq), error);  // null: already completed by the interrupted sweep
       running.clear();
       while (!waiting.empty()) {
         SequencePtr seq = std::move(waiting.front());
@@ -513,6 +524,8 @@ Submission Engine::submit(Request request) {
   out.completion = seq->promise.get_future();
   {
     std::lock_guard lock(impl.mutex);
+    // Only a callback can get here during shutdown: the engine thread no longer takes requests.
+    if (impl.stopping) fail(Errc::kBusy, "engine: shutting down; request not taken");
     out.id = seq->id = impl.next_id++;
     impl.incoming.push_back(std::move(seq));
   }
@@ -526,6 +539,17 @@ void Engine::cancel(RequestId id) {
     impl_->cancels.insert(id);
   }
   impl_->wake.notify_one();
+}
+
+void Engine::clear_prefix_cache() {
+  std::promise<void> done;
+  std::future<void> cleared = done.get_future();
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->clears.push_back(std::move(done));
+  }
+  impl_->wake.notify_one();
+  cleared.wait();
 }
 
 Completion Engine::run(Request request) { return submit(std::move(request)).completion.get(); }

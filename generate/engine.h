@@ -161,13 +161,19 @@ class Engine {
   // Queues a request and returns at once. Throws, on the caller's thread and before queueing:
   // Error(kInvalidArgument) for an empty prompt, a token id outside the vocabulary or an option out of
   // range (as generate()); Error(kLimit) when the prompt alone exceeds the model's context length or the
-  // whole pool, naming both numbers. Errors met later (none are expected) arrive through the completion.
+  // whole pool, naming both numbers; Error(kBusy) once the destructor has begun. Errors met later (none
+  // are expected) arrive through the completion.
   Submission submit(Request request);
   // Ends the request between steps with StopReason::kCallback and what it generated so far; its blocks
   // are released. No effect when it has already ended or the id is unknown.
   void cancel(RequestId id);
   // submit() then wait for the completion.
   Completion run(Request request);
+  // Evicts every cached block no running sequence holds, between steps, and returns once done: for when
+  // cached K/V may no longer be served (a new index generation or changed ACLs when the salt does not
+  // already change with them). Blocks of running sequences stay, reachable only with their salt. Not from
+  // a token callback (it would wait for the engine thread it runs on).
+  void clear_prefix_cache();
 
   EngineStats stats() const;
   const EngineOptions& options() const;  // as in effect (max_sequences at most step_tokens)

@@ -187,6 +187,12 @@ TEST(Engine, PrefixCacheHitGivesTheSameTokensAndPrefillsLess) {
   EXPECT_EQ(s.prefix_hit_tokens, 48);
   EXPECT_EQ(s.prefix_miss_tokens, 52);
 
+  // Cleared, the cache serves nothing: the same prompt is prefilled in full again.
+  engine.clear_prefix_cache();
+  EXPECT_EQ(engine.stats().blocks_cached, 0);
+  EXPECT_EQ(engine.stats().blocks_free, engine.stats().blocks_total);
+  EXPECT_EQ(engine.run(request(prompt, free_run(12))).cached_tokens, 0);
+
   // A prompt continuing the first run's text also reuses its generated blocks.
   std::vector<int32_t> longer = prompt;
   longer.insert(longer.end(), cold.generation.tokens.begin(), cold.generation.tokens.end());
