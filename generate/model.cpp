@@ -215,35 +215,86 @@ void Model::embed(int32_t token, float* out) const {
   nn::dequantize_row(token_embd_.type, row, out, token_embd_.cols);
 }
 
+// Attention in tiles, so that each key and value row loaded meets many query rows (prefill) and the work is
+// small dense products instead of one dot product per (token, head, position):
+//   a run is a stretch of the batch from one sequence at consecutive positions; a task is one KV head of
+//   one run and a tile of up to T of its tokens, whose R = group × T query rows (the query heads sharing
+//   that KV head) see the same keys, positions [0, L) with L = the tile's last position + 1.
+//   Sᵀ (L × R) = K · Qᵀ, one product per KV block (K rows are read in place; Qᵀ is packed, pre-scaled);
+//   S = transpose, each row softmaxed over its own causal length (position + 1), the rest zeroed;
+//   O (R × head_dim) = Σ over KV blocks S[:, block] · V_block, V rows read in place.
+// T shrinks as L grows so that S and Sᵀ of one task stay within a few hundred KB of L2.
 void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
   const ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(b.tokens.size());
-  const int64_t group = c.head_count / c.head_count_kv;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  const int threads = std::max(1, omp_get_max_threads());
-  const int64_t max_len = *std::max_element(b.positions.begin(), b.positions.end()) + 1;
-  int64_t work = 0;
-  for (int64_t pos : b.positions) work += (pos + 1) * 2 * c.q_dim();
-  s.scores.resize(static_cast<size_t>(threads * max_len));
-  std::fill(s.attn.begin(), s.attn.begin() + n * c.q_dim(), 0.0f);
-  // One task per (token, head); nothing here throws (the batch was checked before the pass started).
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (work >= kAttentionParallelMinWork)
-  for (int64_t task = 0; task < n * c.head_count; ++task) {
-    const int64_t t = task / c.head_count, h = task % c.head_count;
-    const KvBlocks& kv = *b.kv[static_cast<size_t>(t)];
-    const int64_t len = b.positions[static_cast<size_t>(t)] + 1;
-    const int64_t kv_off = (h / group) * c.head_dim;
-    const float* q = s.q.data() + t * c.q_dim() + h * c.head_dim;
-    float* scores = s.scores.data() + omp_get_thread_num() * max_len;
-    for (int64_t p = 0; p < len; ++p)
-      scores[p] = nn::dot_row(nn::TensorType::kF32, kv.key(layer, p) + kv_off, q, c.head_dim) * scale;
-    nn::softmax(scores, len);
-    float* out = s.attn.data() + t * c.q_dim() + h * c.head_dim;
-    for (int64_t p = 0; p < len; ++p) {
-      const float* v = kv.value(layer, p) + kv_off;
-      const float w = scores[p];
-      for (int64_t d = 0; d < c.head_dim; ++d) out[d] += w * v[d];
+  const int64_t group = c.head_count / c.head_count_kv, hd = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  // Batch indices [first, first + count) of one sequence at consecutive positions, one KV head, keys = L.
+  using Task = ForwardScratch::AttentionTask;
+  std::vector<Task>& tasks = s.attention_tasks;
+  tasks.clear();
+  constexpr int64_t kScoreBudget = 1 << 16;   // floats of S per task
+  int64_t work = 0, max_rows = 0, max_scores = 0;
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i + 1;
+    while (j < n && b.kv[static_cast<size_t>(j)] == b.kv[static_cast<size_t>(i)] &&
+           b.positions[static_cast<size_t>(j)] == b.positions[static_cast<size_t>(j - 1)] + 1)
+      ++j;
+    const int64_t longest = b.positions[static_cast<size_t>(j - 1)] + 1;
+    const int64_t tile = std::clamp<int64_t>(kScoreBudget / (group * longest), 1, 16);
+    for (int64_t t0 = i; t0 < j; t0 += tile) {
+      const int64_t count = std::min(tile, j - t0);
+      const int64_t keys = b.positions[static_cast<size_t>(t0 + count - 1)] + 1;
+      for (int64_t g = 0; g < c.head_count_kv; ++g) tasks.push_back({t0, count, g, keys});
+      work += count * keys * 2 * q_dim;
+      max_rows = std::max(max_rows, group * count);
+      max_scores = std::max(max_scores, group * count * keys);
     }
+    i = j;
+  }
+  // Longest first, so that the dynamic schedule ends with short tasks.
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& x, const Task& y) { return x.keys * x.count > y.keys * y.count; });
+
+  const int threads = work >= kAttentionParallelMinWork ? std::max(1, omp_get_max_threads()) : 1;
+  const int64_t per_thread = 2 * max_scores + 2 * max_rows * hd;
+  s.scores.resize(static_cast<size_t>(threads * per_thread));
+  // Nothing here throws (the batch was checked before the pass started).
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+  for (size_t task = 0; task < tasks.size(); ++task) {
+    const Task& k = tasks[task];
+    const KvBlocks& kv = *b.kv[static_cast<size_t>(k.first)];
+    const int64_t rows = group * k.count, keys = k.keys, kv_off = k.kv_head * hd;
+    float* scores_t = s.scores.data() + omp_get_thread_num() * per_thread;  // Sᵀ: keys × rows
+    float* scores = scores_t + max_scores;                                 // S: rows × keys
+    float* q_t = scores + max_scores;                                      // Qᵀ: hd × rows
+    float* out = q_t + max_rows * hd;                                      // O: rows × hd
+    // Row r = h × count + t: query head k.kv_head × group + h of token k.first + t.
+    for (int64_t h = 0; h < group; ++h) {
+      for (int64_t t = 0; t < k.count; ++t) {
+        const float* q = s.q.data() + (k.first + t) * q_dim + (k.kv_head * group + h) * hd;
+        for (int64_t d = 0; d < hd; ++d) q_t[d * rows + h * k.count + t] = q[d] * scale;
+      }
+    }
+    for (int64_t p = 0; p < keys; p += kKvBlockTokens) {
+      const int64_t block = std::min(kKvBlockTokens, keys - p);
+      nn::gemm_f32(block, rows, hd, kv.key(layer, p) + kv_off, kv_dim, q_t, rows, scores_t + p * rows, rows, false);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t t = r % k.count;
+      const int64_t len = b.positions[static_cast<size_t>(k.first + t)] + 1;
+      float* row = scores + r * keys;
+      for (int64_t p = 0; p < len; ++p) row[p] = scores_t[p * rows + r];
+      nn::softmax(row, len);
+      std::fill(row + len, row + keys, 0.0f);
+    }
+    for (int64_t p = 0; p < keys; p += kKvBlockTokens) {
+      const int64_t block = std::min(kKvBlockTokens, keys - p);
+      nn::gemm_f32(rows, hd, block, scores + p, keys, kv.value(layer, p) + kv_off, kv_dim, out, hd, p > 0);
+    }
+    for (int64_t h = 0; h < group; ++h)
+      for (int64_t t = 0; t < k.count; ++t)
+        std::copy_n(out + (h * k.count + t) * hd, hd, s.attn.data() + (k.first + t) * q_dim + (k.kv_head * group + h) * hd);
   }
 }
 

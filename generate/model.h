@@ -77,6 +77,10 @@ struct Batch {
 struct ForwardScratch {
   std::vector<float> x, h, q, k, v, attn, ff_gate, ff_up, scores;
   std::vector<float> rope;   // per token: rope_dims / 2 pairs (cos θ_i, sin θ_i) for its position
+  struct AttentionTask {
+    int64_t first, count, kv_head, keys;
+  };
+  std::vector<AttentionTask> attention_tasks;
 };
 
 class Model {

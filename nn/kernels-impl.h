@@ -66,6 +66,10 @@ struct KernelTable {
   void (*mul)(const float* a, const float* b, float* y, int64_t n);
   void (*scale)(const float* x, float s, float* y, int64_t n);
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+
+  // C (m × n) = A (m × k) · B (k × n), or C += A · B with accumulate; row-major with leading dimensions.
+  void (*gemm_f32)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                   float* c, int64_t ldc, bool accumulate);
 };
 
 extern const KernelTable kPortableKernels;

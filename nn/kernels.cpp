@@ -336,6 +336,11 @@ float dot_row(TensorType type, const void* row, const float* x, int64_t n) {
 
 float dot_f32(const float* a, const float* b, int64_t n) { return kernels().dot_f32(a, b, n); }
 void axpy(float alpha, const float* x, float* y, int64_t n) { kernels().axpy(alpha, x, y, n); }
+void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+              int64_t ldc, bool accumulate) {
+  if (m <= 0 || n <= 0) return;
+  kernels().gemm_f32(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+}
 
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
   kernels().rms_norm(x, weight, y, n, eps);

@@ -107,6 +107,39 @@ TEST_P(ForwardTest, PrefillInOnePassEqualsTokenByTokenDecode) {
   for (int64_t i = 0; i < vocab; ++i) ASSERT_NEAR(logits[i], reference.back()[i], 1e-4f * (1.0f + std::abs(logits[i])));
 }
 
+// Two sequences in one pass, one split around the other, across several KV blocks and attention tiles: each
+// token's logits equal those of its sequence decoded alone, token by token.
+TEST_P(ForwardTest, BatchOfSequencesEqualsEachAlone) {
+  rag::test::TempDir dir;
+  auto model = write_and_load(GetParam().spec, dir);
+  const int64_t vocab = model->config().vocab_size;
+  std::vector<int32_t> a, b;
+  for (int i = 0; i < 37; ++i) a.push_back(static_cast<int32_t>((i * 7 + 3) % vocab));
+  for (int i = 0; i < 5; ++i) b.push_back(static_cast<int32_t>((i * 5 + 1) % vocab));
+  KvCache cache_a(model->config().kv_layout(), 40), cache_b(model->config().kv_layout(), 40);
+  Batch batch;
+  std::vector<std::pair<const std::vector<int32_t>*, size_t>> order;  // (sequence, index) of each batch token
+  auto push = [&](const std::vector<int32_t>& seq, KvCache& cache, size_t i) {
+    batch.tokens.push_back(seq[i]);
+    batch.positions.push_back(static_cast<int64_t>(i));
+    batch.kv.push_back(&cache.blocks());
+    batch.want_logits.push_back(1);
+    order.emplace_back(&seq, i);
+  };
+  for (size_t i = 0; i < 2; ++i) push(b, cache_b, i);
+  for (size_t i = 0; i < a.size(); ++i) push(a, cache_a, i);
+  for (size_t i = 2; i < b.size(); ++i) push(b, cache_b, i);
+  ForwardScratch scratch;
+  std::vector<float> logits;
+  model->forward(batch, scratch, logits);
+  const auto each_a = decode_each(*model, a), each_b = decode_each(*model, b);
+  for (size_t k = 0; k < order.size(); ++k) {
+    const auto& expected = (order[k].first == &a ? each_a : each_b)[order[k].second];
+    for (int64_t i = 0; i < vocab; ++i)
+      ASSERT_NEAR(logits[k * vocab + i], expected[i], 1e-4f * (1.0f + std::abs(expected[i]))) << "batch token " << k;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, ForwardTest,
     ::testing::Values(Variant{"LlamaGqa", variant("llama", 4, 2, false, false)},
