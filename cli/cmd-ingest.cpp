@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -32,6 +33,9 @@ CommandSpec ingest_spec() {
            {"prune", "", "remove documents whose files are gone (default: on for roots ingested before)"},
            {"no-prune", "", "keep documents whose files are gone"},
            {"threads", "N", "parser threads (default: one per core)"},
+           {"embed-model", "FILE", "embed chunks with this GGUF embedding model (remembered by the data dir)"},
+           {"reembed", "", "re-embed every chunk with --embed-model (to switch models); PATH optional"},
+           {"vector-index", "KIND", "vector index: auto (default: flat, HNSW above 100k chunks), flat, hnsw, ivf"},
            {"json", "", "print one JSON summary object on stdout"},
            {"quiet", "", "no progress display"}}};
 }
@@ -92,6 +96,7 @@ nlohmann::json summary_json(const index::IngestSummary& s) {
   for (const auto& f : s.failures) failures.push_back({{"path", f.path}, {"reason", f.reason}});
   return {{"new", s.new_files},   {"updated", s.updated}, {"unchanged", s.unchanged}, {"removed", s.removed},
           {"failed", s.failed},   {"chunks", s.chunks},   {"pages", s.pages},         {"bytes", s.bytes},
+          {"embedded", s.embedded}, {"vectors", s.vectors},
           {"files", s.files},     {"seconds", s.seconds}, {"failures", failures}};
 }
 
@@ -104,7 +109,10 @@ int cmd_ingest(int argc, char** argv) {
     std::printf("%s", usage(spec).c_str());
     return kExitOk;
   }
-  if (args.positional.empty()) fail(Errc::kInvalidArgument, "rag ingest: give at least one folder or file (see --help)");
+  if (args.positional.empty() && !args.has("reembed"))
+    fail(Errc::kInvalidArgument, "rag ingest: give at least one folder or file (see --help)");
+  if (args.has("reembed") && !args.has("embed-model"))
+    fail(Errc::kInvalidArgument, "rag ingest: --reembed needs --embed-model FILE (the model to embed with)");
   if (args.has("prune") && args.has("no-prune"))
     fail(Errc::kInvalidArgument, "rag ingest: --prune and --no-prune contradict each other");
 
@@ -116,6 +124,15 @@ int cmd_ingest(int argc, char** argv) {
   if (args.has("prune")) options.prune = true;
   if (args.has("no-prune")) options.prune = false;
   options.threads = static_cast<int>(args.get_int("threads", 0, 0, 1024));
+  if (args.has("embed-model")) {
+    std::string model = args.get("embed-model");
+    std::error_code ec;
+    std::string absolute = std::filesystem::absolute(model, ec).lexically_normal().string();
+    options.embedder = index::open_embedder(model);
+    options.embedder_path = ec ? model : absolute;
+  }
+  options.reembed = args.has("reembed");
+  if (args.has("vector-index")) options.vector_index = index::parse_vector_index_kind(args.get("vector-index"));
   bool json = args.has("json");
   ProgressDisplay display(!args.has("quiet"));
   options.on_progress = [&](const index::IngestProgress& p) { display.update(p); };
@@ -142,6 +159,9 @@ int cmd_ingest(int argc, char** argv) {
                 static_cast<long long>(s.unchanged), static_cast<long long>(s.removed),
                 static_cast<long long>(s.failed), static_cast<long long>(s.chunks), static_cast<long long>(s.pages),
                 mb(s.bytes).c_str(), s.seconds, static_cast<double>(s.files) / seconds);
+    if (s.vectors > 0 || s.embedded > 0)
+      std::printf("vectors: %lld chunks embedded, %lld in the vector index\n", static_cast<long long>(s.embedded),
+                  static_cast<long long>(s.vectors));
   }
   if (s.failed > 0) {
     std::fprintf(stderr, "rag ingest: completed with %lld failures\n", static_cast<long long>(s.failed));

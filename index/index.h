@@ -264,7 +264,7 @@ enum class VectorIndexKind {
   kAuto,  // flat up to VectorIndexParams::flat_max_vectors live vectors, else HNSW
   kFlat,  // exact inner product (IndexFlatIP); deletions removed from the index
   kHnsw,  // IndexHNSWFlat (inner product); no removal in FAISS: deletions are tombstones, compacted on rebuild
-  kIvf,   // IndexIVFScalarQuantizer (8-bit, inner product); deletions removed from the index
+  kIvf,   // IndexIVFFlat (inner product); deletions removed from the index
 };
 std::string_view vector_index_kind_name(VectorIndexKind kind);  // "auto", "flat", "hnsw", "ivf"
 VectorIndexKind parse_vector_index_kind(std::string_view name);  // kInvalidArgument for anything else
@@ -278,8 +278,9 @@ struct VectorIndexParams {
   int ivf_probe = 32;
   // A filtered query admitting at most this share of the live vectors (or at most exact_max_rows of them)
   // scores exactly the admitted rows instead of walking the approximate index, which loses recall when most
-  // of what it visits is filtered out.
-  double exact_fraction = 0.05;
+  // of what it visits is filtered out. An index of at most exact_max_rows live vectors is always scored
+  // exactly.
+  double exact_fraction = 0.15;
   int64_t exact_max_rows = 20000;
   // Rebuild (compact) when deleted rows exceed this share of the rows.
   double max_dead_fraction = 0.25;
@@ -324,6 +325,9 @@ class VectorIndex {
   int64_t size() const;                  // live vectors
   int64_t rows() const;                  // rows including tombstones
   double dead_fraction() const;
+  // True when a rebuild from the catalog would serve better: the kind is not `wanted` (kAuto: by size), too
+  // many rows are dead, or an IVF index has outgrown the lists it was trained with.
+  bool needs_rebuild(VectorIndexKind wanted) const;
   const VectorIndexParams& params() const;
   std::string describe() const;          // kind and parameters as JSON, for the manifest
   std::optional<int64_t> row_of(int64_t chunk_id) const;

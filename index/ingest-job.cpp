@@ -11,6 +11,17 @@
 // database, and its terms do not depend on the chunk id, so parallel and one-thread runs index the same
 // terms and positions (tests/index/ingest-job-test.cpp compares them).
 //
+// Vectors (when the data dir has an embedder, IngestOptions::embedder or the one the catalog records): the
+// writer embeds the chunks of parsed files as they arrive, kEmbedBatch passages per Embedder::embed call
+// across files, while the workers go on parsing; each batch's vectors go into chunk_vectors in the same
+// SQLite transaction as their chunks (a replaced or removed chunk's vector goes with it, ON DELETE CASCADE),
+// then into the in-memory VectorIndex (remove replaced ids, add new ones). At the end of the job the index is
+// rebuilt from the catalog's vectors if it should be (VectorIndex::needs_rebuild: kind by size, tombstones,
+// IVF training), saved to gen/<n>/vectors.faiss and described by gen/<n>/manifest.json with the final change
+// counter. Chunks without a vector (a data dir that gains an embedder, a --reembed, an interrupted run) are
+// embedded first ("backfill"). The FAISS file is written once per job, so its manifest lags the catalog while
+// a job runs; a job that dies leaves it behind, and the next one rebuilds it from the catalog's vectors.
+//
 // Crash safety: the catalog commits first. A crash between 1 and 2 leaves Xapian's recorded change counter
 // behind the catalog's; the next writer to open the data dir sees the mismatch and rebuilds the keyword index
 // from the catalog (which holds every chunk's text), so the two agree again before any new change. Readers in
@@ -81,6 +92,7 @@ struct Result {
   ingest::ParsedDocument doc;           // kParsed: blocks and text dropped after chunking
   std::vector<ingest::Chunk> chunks;
   std::vector<Xapian::Document> terms;  // one per chunk, without ids
+  std::vector<float> vectors;           // chunks.size() × dim once embedded (writer thread)
 };
 
 size_t text_bytes(const Result& r) {
@@ -203,6 +215,34 @@ void rebuild_keywords(const Catalog& catalog, KeywordIndex& keywords, const std:
   spdlog::info("ingest: {}: keyword index rebuilt with {} chunks", data_dir, count);
 }
 
+std::unique_ptr<VectorIndex> vectors_from_catalog(const Catalog& catalog, int dim, VectorIndexKind kind,
+                                                  const VectorIndexParams& params, const std::string& data_dir) {
+  auto start = Clock::now();
+  std::vector<int64_t> ids;
+  std::vector<float> rows;
+  int64_t expected = catalog.vector_count();
+  ids.reserve(static_cast<size_t>(expected));
+  rows.reserve(static_cast<size_t>(expected) * static_cast<size_t>(dim));
+  catalog.for_each_vector(dim, [&](int64_t id, const float* v) {
+    ids.push_back(id);
+    rows.insert(rows.end(), v, v + dim);
+  });
+  auto index = VectorIndex::build(dim, kind, params, ids, rows);
+  spdlog::info("ingest: {}: vector index ({}) built from {} catalog vectors in {:.1f}s", data_dir,
+               vector_index_kind_name(index->kind()), ids.size(),
+               std::chrono::duration<double>(Clock::now() - start).count());
+  return index;
+}
+
+// Embeds `texts` and checks the embedder kept its word on the shape.
+std::vector<float> embed_checked(const Embedder& embedder, const std::vector<std::string>& texts) {
+  std::vector<float> out = embedder.embed(texts);
+  if (out.size() != texts.size() * static_cast<size_t>(embedder.dim()))
+    fail(Errc::kInternal, "embedder {} returned {} floats for {} texts of dimension {}", embedder.identity(),
+         out.size(), texts.size(), embedder.dim());
+  return out;
+}
+
 std::vector<std::string> effective_acl(const ingest::FileEntry& entry, const std::vector<std::string>& fallback) {
   std::vector<std::string> acl = entry.acl.empty() ? fallback : entry.acl;
   std::sort(acl.begin(), acl.end());
@@ -214,7 +254,9 @@ std::vector<std::string> effective_acl(const ingest::FileEntry& entry, const std
 
 IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) {
   auto start = Clock::now();
-  if (options.roots.empty()) fail(Errc::kInvalidArgument, "ingest: no folder or file given");
+  if (options.roots.empty() && !options.reembed) fail(Errc::kInvalidArgument, "ingest: no folder or file given");
+  if (options.reembed && !options.embedder)
+    fail(Errc::kInvalidArgument, "ingest: re-embedding needs the model to embed with (--embed-model FILE)");
   for (const auto& principal : options.acl)
     if (!valid_principal(principal))
       fail(Errc::kInvalidArgument, "--acl: '{}' is not a principal (like user:ann or group:eng, no spaces)",
@@ -248,9 +290,125 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
   } else if (keywords.committed_change() != catalog.change_counter()) {
     rebuild_keywords(catalog, keywords, data_dir);
   }
+  // A catalog transaction outside the ingest batches (meta, backfill): the keyword index then records the new
+  // change counter too, or the next job would take it for a crash and rebuild it.
+  auto commit_aside = [&] {
+    catalog.commit();
+    if (keywords.committed_change() != catalog.change_counter()) keywords.commit(catalog.change_counter());
+  };
+
+  // ---- vectors: which embedder, and the index to update
+  std::shared_ptr<const Embedder> embedder = options.embedder;
+  std::string embedder_path = options.embedder_path;
+  auto recorded_identity = catalog.meta("embedder_identity");
+  if (!embedder && recorded_identity) {
+    std::string path = catalog.meta("embedder_path").value_or("");
+    if (path.empty())
+      fail(Errc::kNotFound, "{}: vectors were made by {} but the data dir records no model file; give it with "
+           "--embed-model FILE", data_dir, *recorded_identity);
+    try {
+      embedder = open_embedder(path);
+    } catch (const Error& e) {
+      fail(e.code(), "{}: the data dir embeds with {} and cannot open it: {}; restore the file, give it with "
+           "--embed-model FILE, or re-embed with rag ingest --reembed --embed-model FILE", data_dir, path, e.what());
+    }
+    embedder_path = path;
+    if (embedder->identity() != *recorded_identity)
+      fail(Errc::kMismatch, "{}: {} is now model {}, but the vectors were made by {}; re-embed with rag ingest "
+           "--reembed --embed-model {} --data {}", data_dir, path, embedder->identity(), *recorded_identity, path,
+           data_dir);
+  }
+  if (embedder && recorded_identity && embedder->identity() != *recorded_identity && !options.reembed)
+    fail(Errc::kMismatch, "{}: the data dir embeds with {}, not {} ({}); to switch models run rag ingest --reembed "
+         "--embed-model FILE --data {} (re-embeds every chunk)", data_dir, *recorded_identity, embedder->identity(),
+         embedder_path.empty() ? "given embedder" : embedder_path, data_dir);
+  std::unique_ptr<VectorIndex> vectors;
+  std::optional<VectorManifest> manifest;
+  VectorIndexKind wanted_kind = options.vector_index;
+  int dim = embedder ? embedder->dim() : 0;
+  bool vectors_changed = false;
+  if (embedder) {
+    if (wanted_kind == VectorIndexKind::kAuto)
+      if (auto forced = catalog.meta("vector_index_kind")) wanted_kind = parse_vector_index_kind(*forced);
+    try {
+      manifest = read_manifest(data_dir, gen);
+    } catch (const Error& e) {
+      spdlog::warn("ingest: {}; rebuilding the vector index", e.what());
+    }
+    if (manifest && !options.reembed && manifest->embedder == embedder->identity() && manifest->dim == dim) {
+      if (manifest->change_counter != catalog.change_counter()) {
+        spdlog::warn("ingest: {}: vector index reflects catalog change {} but the catalog is at {}; rebuilding it",
+                     data_dir, manifest->change_counter, catalog.change_counter());
+      } else {
+        try {
+          vectors = VectorIndex::load(generation_path(data_dir, gen) + "/" + manifest->file, manifest->hash,
+                                      options.vector_params);
+        } catch (const Error& e) {
+          spdlog::warn("ingest: {}; rebuilding the vector index from the catalog", e.what());
+        }
+      }
+    }
+    catalog.begin();
+    try {
+      // Only what differs, so an ingest that changes nothing leaves the change counter (and the files) alone.
+      auto set = [&](const char* key, const std::string& value) {
+        if (catalog.meta(key) != value) catalog.set_meta(key, value);
+      };
+      if (options.reembed || !recorded_identity) catalog.clear_vectors();
+      set("embedder_identity", embedder->identity());
+      set("embedder_dim", std::to_string(dim));
+      if (!embedder_path.empty()) set("embedder_path", embedder_path);
+      if (options.vector_index != VectorIndexKind::kAuto)
+        set("vector_index_kind", std::string(vector_index_kind_name(options.vector_index)));
+      commit_aside();
+    } catch (...) {
+      catalog.rollback();
+      throw;
+    }
+  }
+
+  // ---- backfill: chunks without a vector
+  IngestSummary summary;
+  if (embedder) {
+    std::vector<int64_t> missing = catalog.chunk_ids_without_vector();
+    if (!missing.empty())
+      spdlog::info("ingest: {}: embedding {} chunks that have no vector", data_dir, missing.size());
+    constexpr size_t kBackfillCommit = 1024;  // chunks per SQLite transaction
+    std::optional<DocumentRecord> doc;
+    for (size_t begin = 0; begin < missing.size(); begin += kBackfillCommit) {
+      std::vector<int64_t> ids;
+      std::vector<float> rows;
+      for (size_t i = begin; i < std::min(missing.size(), begin + kBackfillCommit); i += kEmbedBatch) {
+        std::vector<std::string> texts;
+        for (size_t j = i; j < std::min({missing.size(), begin + kBackfillCommit, i + kEmbedBatch}); ++j) {
+          auto chunk = catalog.chunk(missing[j]);
+          if (!chunk) continue;
+          if (!doc || doc->id != chunk->doc_id) doc = catalog.document(chunk->doc_id);
+          if (!doc) continue;
+          texts.push_back(embed_passage(doc->title, chunk->heading_path, chunk->text));
+          ids.push_back(chunk->id);
+        }
+        std::vector<float> v = embed_checked(*embedder, texts);
+        rows.insert(rows.end(), v.begin(), v.end());
+      }
+      catalog.begin();
+      try {
+        catalog.put_vectors(ids, rows, dim);
+        commit_aside();
+      } catch (...) {
+        catalog.rollback();
+        throw;
+      }
+      summary.embedded += static_cast<int64_t>(ids.size());
+    }
+    if (!missing.empty()) vectors.reset();  // the backfilled ids may fall anywhere: rebuild below
+    if (!vectors) {
+      vectors = vectors_from_catalog(catalog, dim, wanted_kind, options.vector_params, data_dir);
+      vectors_changed = true;
+    }
+  }
 
   // ---- plan
-  IngestSummary summary;
   std::vector<Task> tasks;
   std::vector<DocumentRecord> removals;
   std::set<std::string> seen;
@@ -300,6 +458,8 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
   auto flush = [&](std::vector<Result>& batch, const std::vector<DocumentRecord>& remove) {
     std::vector<int64_t> deleted;
     std::vector<std::pair<int64_t, Xapian::Document>> added;
+    std::vector<int64_t> vector_ids;
+    std::vector<float> vector_rows;
     catalog.begin();
     try {
       if (!roots_recorded)
@@ -325,6 +485,12 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
           for (size_t i = 0; i < ids.size(); ++i) {
             add_ids(r.terms[i], ids[i], id, task.acl);
             added.emplace_back(ids[i], std::move(r.terms[i]));
+          }
+          if (embedder) {
+            RAG_ASSERT(r.vectors.size() == ids.size() * static_cast<size_t>(dim));
+            catalog.put_vectors(ids, r.vectors, dim);
+            vector_ids.insert(vector_ids.end(), ids.begin(), ids.end());
+            vector_rows.insert(vector_rows.end(), r.vectors.begin(), r.vectors.end());
           }
         } else if (r.outcome == Outcome::kTouched) {
           DocumentRecord d = *task.known;
@@ -365,7 +531,35 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
     for (int64_t id : deleted) keywords.remove(id);
     for (auto& [id, doc] : added) keywords.impl().replace(id, std::move(doc));
     keywords.commit(catalog.change_counter());
+    if (vectors && (!deleted.empty() || !vector_ids.empty())) {
+      vectors->remove(deleted);
+      vectors->add(vector_ids, vector_rows);
+      vectors_changed = true;
+    }
     batch.clear();
+  };
+
+  // Passages waiting for an embed call: (index in the current batch, chunk index), in arrival order.
+  std::vector<std::pair<size_t, size_t>> pending;
+  auto embed_pending = [&](std::vector<Result>& batch, bool all) {
+    while (pending.size() >= static_cast<size_t>(kEmbedBatch) || (all && !pending.empty())) {
+      size_t n = std::min(pending.size(), static_cast<size_t>(kEmbedBatch));
+      std::vector<std::string> texts;
+      texts.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        const Result& r = batch[pending[i].first];
+        const auto& c = r.chunks[pending[i].second];
+        texts.push_back(embed_passage(r.doc.title, c.heading_path, c.text));
+      }
+      std::vector<float> v = embed_checked(*embedder, texts);
+      for (size_t i = 0; i < n; ++i) {
+        Result& r = batch[pending[i].first];
+        std::copy_n(v.begin() + static_cast<ptrdiff_t>(i * dim), dim,
+                    r.vectors.begin() + static_cast<ptrdiff_t>(pending[i].second * dim));
+      }
+      pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(n));
+      summary.embedded += static_cast<int64_t>(n);
+    }
   };
 
   size_t thread_count = options.threads > 0 ? static_cast<size_t>(options.threads)
@@ -421,19 +615,51 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
       progress.bytes_done += task.entry.size;
       for (const auto& c : r->chunks) batch_bytes += static_cast<int64_t>(c.text.size());
       batch.push_back(std::move(*r));
+      if (embedder && batch.back().outcome == Outcome::kParsed) {
+        Result& added = batch.back();
+        added.vectors.assign(added.chunks.size() * static_cast<size_t>(dim), 0.0f);
+        for (size_t c = 0; c < added.chunks.size(); ++c) pending.emplace_back(batch.size() - 1, c);
+        embed_pending(batch, false);
+      }
       if (batch_bytes >= options.batch_bytes) {
+        if (embedder) embed_pending(batch, true);
         flush(batch, {});
         batch_bytes = 0;
       }
       report();
     }
     join();
-    if (!batch.empty() || !removals.empty() || !roots_recorded) flush(batch, removals);
+    if (embedder) embed_pending(batch, true);
+    if (!batch.empty() || !removals.empty() || (!roots_recorded && !roots.empty())) flush(batch, removals);
   } catch (...) {
     join();
     throw;
   }
   summary.removed = static_cast<int64_t>(removals.size());
+
+  // ---- vectors: rebuild when due, then publish file and manifest
+  if (vectors) {
+    if (vectors->needs_rebuild(wanted_kind)) {
+      spdlog::info("ingest: {}: rebuilding the vector index ({} live of {} rows, {} wanted)", data_dir,
+                   vectors->size(), vectors->rows(), vector_index_kind_name(wanted_kind));
+      vectors.reset();
+      vectors = vectors_from_catalog(catalog, dim, wanted_kind, options.vector_params, data_dir);
+      vectors_changed = true;
+    }
+    if (vectors_changed || !manifest || manifest->change_counter != catalog.change_counter()) {
+      VectorManifest m;
+      m.change_counter = catalog.change_counter();
+      m.embedder = embedder->identity();
+      m.dim = dim;
+      m.vectors = vectors->size();
+      m.rows = vectors->rows();
+      m.kind = std::string(vector_index_kind_name(vectors->kind()));
+      m.params = vectors->describe();
+      m.hash = vectors->save(vectors_path(data_dir, gen));
+      write_manifest(data_dir, gen, m);
+    }
+    summary.vectors = vectors->size();
+  }
   std::sort(summary.failures.begin(), summary.failures.end(), [](auto& a, auto& b) { return a.path < b.path; });
   summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   spdlog::debug("ingest: {}: {} new, {} updated, {} unchanged, {} removed, {} failed, {} chunks in {:.2f}s", data_dir,

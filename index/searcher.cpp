@@ -6,8 +6,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <list>
+#include <mutex>
+#include <thread>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "common/text.h"
 #include "index/keyword-index-impl.h"
 
@@ -72,7 +78,84 @@ bool exists(const std::string& path) {
 
 }  // namespace
 
-struct Searcher::Vectors {};
+// The vector side: its own catalog connection (so it may run beside the keyword side), the loaded FAISS
+// index of the live generation and the ACL filters built for it. One lock around all of it.
+//
+// ACL filter cache: key = catalog change counter + sorted principal set; an entry holds the admitted rows of
+// the loaded index, so it is dropped whenever another index is loaded (load_version) or the catalog changes
+// (the counter is in the key). A principal set's filter serves only that exact set.
+struct Searcher::Vectors {
+  static constexpr size_t kMaxCachedFilters = 32;
+  static constexpr int kLoadAttempts = 4;
+
+  std::mutex mutex;
+  std::string data_dir;
+  int64_t gen = 0;
+  std::unique_ptr<Catalog> catalog;
+  std::optional<VectorManifest> manifest;
+  std::unique_ptr<VectorIndex> index;
+  std::string manifest_stamp;  // stat() of manifest.json when loaded: device, inode, size, mtime
+  std::list<std::pair<std::string, std::shared_ptr<const VectorFilter>>> filters;  // most recent first
+
+  std::string stamp() const {
+    struct stat st;
+    if (::stat(manifest_path(data_dir, gen).c_str(), &st) != 0) return "";
+    return fmt::format("{}:{}:{}:{}.{}", st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  }
+
+  // Loads the manifest and its FAISS file when the manifest changed since the last load. A hash mismatch is
+  // retried: a writer renames the FAISS file before the manifest, so a reader can meet a new file with the
+  // old manifest for a moment.
+  void refresh() {
+    std::string now = stamp();
+    if (!manifest_stamp.empty() && now == manifest_stamp) return;
+    filters.clear();
+    for (int attempt = 1;; ++attempt) {
+      try {
+        now = stamp();
+        auto m = read_manifest(data_dir, gen);
+        index.reset();
+        manifest.reset();
+        manifest_stamp = now;
+        if (!m) return;
+        index = VectorIndex::load(generation_path(data_dir, gen) + "/" + m->file, m->hash);
+        if (index->dim() != m->dim || index->size() != m->vectors)
+          fail(Errc::kCorrupt, "{}: manifest says {} vectors of dimension {}, the file has {} of {}; run rag ingest "
+               "to rebuild the vector index", manifest_path(data_dir, gen), m->vectors, m->dim, index->size(),
+               index->dim());
+        manifest = std::move(m);
+        spdlog::debug("search: {}: loaded {} vectors ({}) reflecting catalog change {}", data_dir, index->size(),
+                      manifest->kind, manifest->change_counter);
+        return;
+      } catch (const Error& e) {
+        index.reset();
+        manifest_stamp.clear();
+        if (e.code() != Errc::kCorrupt || attempt >= kLoadAttempts) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50 * attempt));
+      }
+    }
+  }
+
+  std::shared_ptr<const VectorFilter> filter_for(const std::vector<std::string>& principals) {
+    std::vector<std::string> sorted = principals;
+    std::sort(sorted.begin(), sorted.end());
+    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+    std::string key = std::to_string(catalog->change_counter());
+    for (const auto& p : sorted) key += '\n' + p;
+    for (auto it = filters.begin(); it != filters.end(); ++it) {
+      if (it->first != key) continue;
+      filters.splice(filters.begin(), filters, it);
+      return it->second;
+    }
+    std::vector<std::string> valid;
+    for (const auto& p : sorted)
+      if (valid_principal(p)) valid.push_back(p);
+    auto filter = std::make_shared<const VectorFilter>(index->filter(catalog->chunk_ids_readable_by(valid)));
+    filters.emplace_front(key, filter);
+    if (filters.size() > kMaxCachedFilters) filters.pop_back();
+    return filter;
+  }
+};
 
 Searcher::Searcher(const std::string& data_dir) : data_dir_(data_dir) {
   if (!exists(catalog_path(data_dir)))
@@ -81,84 +164,233 @@ Searcher::Searcher(const std::string& data_dir) : data_dir_(data_dir) {
   if (gen == 0)
     fail(Errc::kNotFound, "{}: no index generation yet (CURRENT missing); run rag ingest PATH --data {}", data_dir,
          data_dir);
+  generation_ = gen;
   catalog_ = std::make_unique<Catalog>(catalog_path(data_dir), Catalog::Mode::kRead);
   keywords_ = std::make_unique<KeywordIndex>(keyword_path(data_dir, gen), KeywordIndex::Mode::kRead);
+  vectors_ = std::make_unique<Vectors>();
+  vectors_->data_dir = data_dir;
+  vectors_->gen = gen;
 }
 
 Searcher::~Searcher() = default;
 
-std::vector<SearchHit> Searcher::search(std::string_view query, const SearchOptions& options) {
+namespace {
+
+std::string checked_query(std::string_view query, const SearchOptions& options) {
   if (options.k < 1 || options.k > kMaxK)
     fail(Errc::kInvalidArgument, "k: {} is out of range [1, {}]", options.k, kMaxK);
   if (query.size() > kMaxQueryBytes)
     fail(Errc::kInvalidArgument, "query: {} bytes is longer than the {} allowed", query.size(), kMaxQueryBytes);
   std::string text(query);
   if (text.find_first_not_of(" \t\r\n") == std::string::npos) fail(Errc::kInvalidArgument, "query: is empty");
+  return text;
+}
 
-  auto& impl = keywords_->impl();
+// The parsed query, restricted to options.principals when set.
+Xapian::Query keyword_query(KeywordIndex::Impl& impl, const std::string& text, const SearchOptions& options,
+                            bool filtered) {
+  Xapian::QueryParser parser;
+  parser.set_database(impl.reader);
+  parser.set_stemmer(impl.analyzer.stemmer());
+  parser.set_stemming_strategy(Xapian::QueryParser::STEM_SOME);
+  parser.set_stopper(&impl.analyzer.stopper());
+  parser.set_default_op(Xapian::Query::OP_OR);
+  parser.add_prefix("title", "S");
+  parser.add_prefix("heading", "H");
+  Xapian::Query parsed;
+  try {
+    parsed = parser.parse_query(text, Xapian::QueryParser::FLAG_DEFAULT);
+  } catch (const Xapian::QueryParserError&) {
+    // Unbalanced quotes or a stray operator: read the words literally rather than refuse the question.
+    try {
+      parsed = parser.parse_query(text, 0);
+    } catch (const Xapian::QueryParserError& e) {
+      fail(Errc::kInvalidArgument, "query: cannot parse: {}", e.get_msg());
+    }
+  }
+  if (filtered && options.principals) {
+    std::vector<Xapian::Query> allowed;
+    for (const auto& principal : *options.principals)
+      if (valid_principal(principal)) allowed.emplace_back("A" + principal);
+    Xapian::Query filter = allowed.empty() ? Xapian::Query::MatchNothing
+                                           : Xapian::Query(Xapian::Query::OP_OR, allowed.begin(), allowed.end());
+    parsed = Xapian::Query(Xapian::Query::OP_FILTER, parsed, filter);
+  }
+  return parsed;
+}
+
+Xapian::MSet run_query(KeywordIndex::Impl& impl, const Xapian::Query& query, int k) {
+  Xapian::Enquire enquire(impl.reader);
+  enquire.set_query(query);
+  enquire.set_weighting_scheme(Xapian::BM25Weight(kBm25.k1, kBm25.k2, kBm25.k3, kBm25.b, kBm25.min_normlen));
+  return enquire.get_mset(0, static_cast<Xapian::doccount>(k));
+}
+
+// Runs `body` over the keyword index, reopening and retrying when a writer commits meanwhile.
+template <typename Body>
+auto with_retries(KeywordIndex::Impl& impl, const std::string& data_dir, Body&& body) -> decltype(body()) {
   for (int attempt = 1;; ++attempt) {
     try {
       // A long-lived Searcher must see the writer's latest commit, which the catalog already reflects:
       // reopen() is cheap when nothing changed.
       impl.reader.reopen();
-      Xapian::QueryParser parser;
-      parser.set_database(impl.reader);
-      parser.set_stemmer(impl.analyzer.stemmer());
-      parser.set_stemming_strategy(Xapian::QueryParser::STEM_SOME);
-      parser.set_stopper(&impl.analyzer.stopper());
-      parser.set_default_op(Xapian::Query::OP_OR);
-      parser.add_prefix("title", "S");
-      parser.add_prefix("heading", "H");
-      Xapian::Query parsed;
-      try {
-        parsed = parser.parse_query(text, Xapian::QueryParser::FLAG_DEFAULT);
-      } catch (const Xapian::QueryParserError&) {
-        // Unbalanced quotes or a stray operator: read the words literally rather than refuse the question.
-        try {
-          parsed = parser.parse_query(text, 0);
-        } catch (const Xapian::QueryParserError& e) {
-          fail(Errc::kInvalidArgument, "query: cannot parse: {}", e.get_msg());
-        }
-      }
-      if (options.principals) {
-        std::vector<Xapian::Query> allowed;
-        for (const auto& principal : *options.principals)
-          if (valid_principal(principal)) allowed.emplace_back("A" + principal);
-        Xapian::Query filter = allowed.empty() ? Xapian::Query::MatchNothing
-                                               : Xapian::Query(Xapian::Query::OP_OR, allowed.begin(), allowed.end());
-        parsed = Xapian::Query(Xapian::Query::OP_FILTER, parsed, filter);
-      }
-      Xapian::Enquire enquire(impl.reader);
-      enquire.set_query(parsed);
-      enquire.set_weighting_scheme(Xapian::BM25Weight(kBm25.k1, kBm25.k2, kBm25.k3, kBm25.b, kBm25.min_normlen));
-      Xapian::MSet mset = enquire.get_mset(0, static_cast<Xapian::doccount>(options.k));
-
-      std::vector<SearchHit> hits;
-      for (auto it = mset.begin(); it != mset.end(); ++it) {
-        auto chunk = catalog_->chunk(static_cast<int64_t>(*it));
-        if (!chunk) continue;
-        auto doc = catalog_->document(chunk->doc_id);
-        if (!doc) continue;
-        SearchHit hit;
-        hit.chunk_id = chunk->id;
-        hit.doc_id = chunk->doc_id;
-        hit.path = doc->path;
-        hit.title = doc->title;
-        hit.page = chunk->page;
-        hit.heading = chunk->heading_path;
-        hit.score = it.get_weight();
-        if (options.snippet_bytes > 0) hit.snippet = snippet(mset, chunk->text, options, impl.analyzer.stemmer());
-        hits.push_back(std::move(hit));
-      }
-      return hits;
+      return body();
     } catch (const Xapian::DatabaseModifiedError&) {
       if (attempt >= kMaxAttempts)
-        fail(Errc::kBusy, "{}: the index kept changing during the search; try again", data_dir_);
-      impl.reader.reopen();
+        fail(Errc::kBusy, "{}: the index kept changing during the search; try again", data_dir);
     } catch (const Xapian::Error& e) {
-      fail(Errc::kInternal, "{}: search failed: {}", data_dir_, e.get_description());
+      fail(Errc::kInternal, "{}: search failed: {}", data_dir, e.get_description());
     }
   }
+}
+
+bool readable(const DocumentRecord& doc, const SearchOptions& options) {
+  if (!options.principals) return true;
+  for (const auto& p : *options.principals) {
+    if (doc.acl.empty() && p == kNoAclPrincipal) return true;
+    if (std::binary_search(doc.acl.begin(), doc.acl.end(), p)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<SearchHit> Searcher::search(std::string_view query, const SearchOptions& options) {
+  std::string text = checked_query(query, options);
+  auto& impl = keywords_->impl();
+  return with_retries(impl, data_dir_, [&] {
+    Xapian::MSet mset = run_query(impl, keyword_query(impl, text, options, true), options.k);
+    std::vector<SearchHit> hits;
+    for (auto it = mset.begin(); it != mset.end(); ++it) {
+      auto chunk = catalog_->chunk(static_cast<int64_t>(*it));
+      if (!chunk) continue;
+      auto doc = catalog_->document(chunk->doc_id);
+      if (!doc) continue;
+      SearchHit hit;
+      hit.chunk_id = chunk->id;
+      hit.doc_id = chunk->doc_id;
+      hit.path = doc->path;
+      hit.title = doc->title;
+      hit.page = chunk->page;
+      hit.heading = chunk->heading_path;
+      hit.score = it.get_weight();
+      if (options.snippet_bytes > 0) hit.snippet = snippet(mset, chunk->text, options, impl.analyzer.stemmer());
+      hits.push_back(std::move(hit));
+    }
+    return hits;
+  });
+}
+
+std::vector<ScoredChunk> Searcher::keyword_candidates(std::string_view query, const SearchOptions& options) {
+  std::string text = checked_query(query, options);
+  auto& impl = keywords_->impl();
+  return with_retries(impl, data_dir_, [&] {
+    Xapian::MSet mset = run_query(impl, keyword_query(impl, text, options, true), options.k);
+    std::vector<ScoredChunk> out;
+    out.reserve(mset.size());
+    for (auto it = mset.begin(); it != mset.end(); ++it) out.push_back({static_cast<int64_t>(*it), it.get_weight()});
+    return out;
+  });
+}
+
+std::vector<ScoredChunk> Searcher::vector_candidates(std::span<const float> query_vector, const SearchOptions& options) {
+  if (options.k < 1 || options.k > kMaxK)
+    fail(Errc::kInvalidArgument, "k: {} is out of range [1, {}]", options.k, kMaxK);
+  auto& v = *vectors_;
+  std::lock_guard lock(v.mutex);
+  if (!v.catalog) v.catalog = std::make_unique<Catalog>(catalog_path(data_dir_), Catalog::Mode::kRead);
+  v.refresh();
+  if (!v.manifest)
+    fail(Errc::kUnsupported, "{}: has no vectors (ingested without an embedder); add them with rag ingest PATH "
+         "--embed-model FILE --data {}", data_dir_, data_dir_);
+  if (query_vector.size() != static_cast<size_t>(v.index->dim()))
+    fail(Errc::kInvalidArgument, "query vector: {} floats, but the index holds vectors of {} (embedder {})",
+         query_vector.size(), v.index->dim(), v.manifest->embedder);
+  if (!options.embedder_identity.empty() && options.embedder_identity != v.manifest->embedder)
+    fail(Errc::kMismatch, "{}: vectors were made by embedder {}, the query by {}; use that model, or re-embed with "
+         "rag ingest --reembed --embed-model FILE --data {}", data_dir_, v.manifest->embedder,
+         options.embedder_identity, data_dir_);
+  for (float x : query_vector)
+    if (!std::isfinite(x)) fail(Errc::kInvalidArgument, "query vector: holds a value that is not finite");
+  if (!options.principals) return v.index->search(query_vector, options.k);
+  auto filter = v.filter_for(*options.principals);
+  return v.index->search(query_vector, options.k, filter.get());
+}
+
+std::vector<ScoredChunk> Searcher::vector_candidates(std::string_view query, const Embedder& embedder,
+                                                     const SearchOptions& options) {
+  checked_query(query, options);
+  SearchOptions checked = options;
+  checked.embedder_identity = embedder.identity();
+  std::vector<float> q = embedder.embed({std::string(query)});
+  return vector_candidates(std::span<const float>(q), checked);
+}
+
+std::vector<SearchHit> Searcher::hydrate(const std::vector<ScoredChunk>& candidates, std::string_view query_for_snippet,
+                                         const SearchOptions& options) {
+  auto& impl = keywords_->impl();
+  bool want_snippet = options.snippet_bytes > 0;
+  std::string text(query_for_snippet.substr(0, kMaxQueryBytes));
+  bool has_words = text.find_first_not_of(" \t\r\n") != std::string::npos;
+  return with_retries(impl, data_dir_, [&] {
+    // An MSet of the query supplies the terms (and their weights) that snippets highlight; it need not
+    // contain the candidates, so a vector-only hit still gets the query's words marked.
+    std::optional<Xapian::MSet> mset;
+    if (want_snippet && has_words) {
+      try {
+        mset = run_query(impl, keyword_query(impl, text, options, false), 1);
+      } catch (const Error&) {
+        mset.reset();  // an unparsable query still hydrates, with unmarked snippets
+      }
+    }
+    std::vector<SearchHit> hits;
+    for (const auto& c : candidates) {
+      auto chunk = catalog_->chunk(c.chunk_id);
+      if (!chunk) continue;
+      auto doc = catalog_->document(chunk->doc_id);
+      if (!doc || !readable(*doc, options)) continue;
+      SearchHit hit;
+      hit.chunk_id = chunk->id;
+      hit.doc_id = chunk->doc_id;
+      hit.path = doc->path;
+      hit.title = doc->title;
+      hit.page = chunk->page;
+      hit.heading = chunk->heading_path;
+      hit.score = c.score;
+      if (want_snippet) {
+        if (mset) {
+          hit.snippet = snippet(*mset, chunk->text, options, impl.analyzer.stemmer());
+        } else {
+          std::string plain = collapse_whitespace(chunk->text);
+          if (plain.size() > options.snippet_bytes) {
+            size_t cut = options.snippet_bytes;
+            while (cut > 0 && (static_cast<unsigned char>(plain[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8 chars
+            plain = plain.substr(0, cut) + "...";
+          }
+          hit.snippet = std::move(plain);
+        }
+      }
+      hits.push_back(std::move(hit));
+    }
+    return hits;
+  });
+}
+
+bool Searcher::has_vectors() const { return read_manifest(data_dir_, generation_).has_value(); }
+
+std::string Searcher::embedder_identity() const {
+  auto m = read_manifest(data_dir_, generation_);
+  return m ? m->embedder : std::string();
+}
+
+std::string Searcher::embedder_path() const { return catalog_->meta("embedder_path").value_or(""); }
+
+VectorInfo Searcher::vector_info() const {
+  VectorInfo info;
+  info.generation = generation_;
+  info.manifest = read_manifest(data_dir_, generation_);
+  info.catalog_change_counter = catalog_->change_counter();
+  return info;
 }
 
 std::vector<SearchHit> search(const std::string& data_dir, std::string_view query, const SearchOptions& options) {

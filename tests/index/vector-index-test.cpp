@@ -1,0 +1,243 @@
+// VectorIndex against its brute-force oracle: every kind, with and without filters, through deletions and a
+// save/load round trip; hash and format checks on load.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "index/index.h"
+#include "tests/support/support.h"
+
+namespace rag::index {
+namespace {
+
+constexpr int kDim = 24;
+
+// Clustered unit vectors, like real embeddings (uniform random vectors in high dimension have no neighbours
+// worth finding).
+std::vector<float> clustered(size_t n, uint32_t seed, int clusters = 40) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> centers(static_cast<size_t>(clusters) * kDim);
+  for (float& x : centers) x = normal(rng);
+  std::vector<float> out(n * kDim);
+  for (size_t i = 0; i < n; ++i) {
+    size_t c = rng() % clusters;
+    double norm = 0;
+    for (int j = 0; j < kDim; ++j) {
+      float v = centers[c * kDim + j] + 0.4f * normal(rng);
+      out[i * kDim + j] = v;
+      norm += double(v) * v;
+    }
+    for (int j = 0; j < kDim; ++j) out[i * kDim + j] = static_cast<float>(out[i * kDim + j] / std::sqrt(norm));
+  }
+  return out;
+}
+
+std::vector<int64_t> ids_from(size_t n, int64_t first = 1, int64_t step = 3) {
+  std::vector<int64_t> ids(n);
+  for (size_t i = 0; i < n; ++i) ids[i] = first + static_cast<int64_t>(i) * step;
+  return ids;
+}
+
+std::set<int64_t> id_set(const std::vector<ScoredChunk>& hits) {
+  std::set<int64_t> out;
+  for (const auto& h : hits) out.insert(h.chunk_id);
+  return out;
+}
+
+std::vector<int64_t> id_list(const std::vector<ScoredChunk>& hits) {
+  std::vector<int64_t> out;
+  for (const auto& h : hits) out.push_back(h.chunk_id);
+  return out;
+}
+
+double recall(const std::vector<ScoredChunk>& got, const std::vector<ScoredChunk>& truth) {
+  if (truth.empty()) return 1.0;
+  auto want = id_set(truth);
+  size_t hit = 0;
+  for (const auto& h : got) hit += want.count(h.chunk_id);
+  return static_cast<double>(hit) / static_cast<double>(truth.size());
+}
+
+// Exact top-k by hand over (id, vector) pairs: the oracle of the oracle.
+std::vector<int64_t> brute_force(const std::vector<int64_t>& ids, const std::vector<float>& rows, const float* q,
+                                 int k, const std::set<int64_t>& allowed) {
+  std::vector<std::pair<float, int64_t>> scored;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!allowed.count(ids[i])) continue;
+    float s = 0;
+    for (int j = 0; j < kDim; ++j) s += q[j] * rows[i * kDim + j];
+    scored.emplace_back(-s, ids[i]);
+  }
+  std::sort(scored.begin(), scored.end());
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < scored.size() && static_cast<int>(i) < k; ++i) out.push_back(scored[i].second);
+  return out;
+}
+
+TEST(VectorIndex, KindNamesRoundTripAndJunkIsRefused) {
+  for (auto kind : {VectorIndexKind::kAuto, VectorIndexKind::kFlat, VectorIndexKind::kHnsw, VectorIndexKind::kIvf})
+    EXPECT_EQ(parse_vector_index_kind(vector_index_kind_name(kind)), kind);
+  try {
+    parse_vector_index_kind("annoy");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kInvalidArgument);
+  }
+}
+
+TEST(VectorIndex, FlatEqualsBruteForceWithAndWithoutFilters) {
+  const size_t n = 600;
+  auto rows = clustered(n, 1);
+  auto ids = ids_from(n);
+  auto index = VectorIndex::build(kDim, VectorIndexKind::kAuto, {}, ids, rows);
+  EXPECT_EQ(index->kind(), VectorIndexKind::kFlat);
+  EXPECT_EQ(index->size(), static_cast<int64_t>(n));
+  std::mt19937 rng(3);
+  auto queries = clustered(10, 4);
+  std::set<int64_t> all(ids.begin(), ids.end());
+  for (double share : {1.0, 0.3, 0.01}) {
+    std::vector<int64_t> allowed_ids;
+    for (int64_t id : ids)
+      if (std::uniform_real_distribution<double>()(rng) < share) allowed_ids.push_back(id);
+    std::set<int64_t> allowed(allowed_ids.begin(), allowed_ids.end());
+    VectorFilter filter = index->filter(allowed_ids);
+    EXPECT_EQ(filter.rows.size(), allowed_ids.size());
+    for (size_t q = 0; q < 10; ++q) {
+      std::span<const float> query(queries.data() + q * kDim, kDim);
+      EXPECT_EQ(id_list(index->search(query, 10, &filter)), brute_force(ids, rows, query.data(), 10, allowed))
+          << share;
+      EXPECT_EQ(id_list(index->search(query, 10)), brute_force(ids, rows, query.data(), 10, all));
+    }
+  }
+}
+
+TEST(VectorIndex, EveryKindFindsAVectorItselfAndRemovedChunksNeverReturn) {
+  const size_t n = 800;
+  auto rows = clustered(n, 5);
+  auto ids = ids_from(n, 10, 2);
+  for (auto kind : {VectorIndexKind::kFlat, VectorIndexKind::kHnsw, VectorIndexKind::kIvf}) {
+    SCOPED_TRACE(std::string(vector_index_kind_name(kind)));
+    VectorIndexParams walk;  // through FAISS (selectors over tombstones), not the exact path for small indexes
+    walk.exact_fraction = 0;
+    walk.exact_max_rows = 0;
+    auto index = VectorIndex::build(kDim, kind, walk, ids, rows);
+    EXPECT_EQ(index->kind(), kind);
+    // Remove every third chunk, then add more: the removed never come back, even queried by their own vector.
+    std::vector<int64_t> removed;
+    for (size_t i = 0; i < n; i += 3) removed.push_back(ids[i]);
+    index->remove(removed);
+    index->remove(removed);  // again: absent ids are ignored
+    EXPECT_EQ(index->size(), static_cast<int64_t>(n - removed.size()));
+    auto more = clustered(50, 6);
+    auto more_ids = ids_from(50, 100000, 1);
+    index->add(more_ids, more);
+    std::set<int64_t> gone(removed.begin(), removed.end());
+    for (size_t i = 0; i < n; i += 7) {
+      std::span<const float> query(rows.data() + i * kDim, kDim);
+      auto hits = index->search(query, 20);
+      for (const auto& h : hits) EXPECT_FALSE(gone.count(h.chunk_id)) << h.chunk_id;
+      if (!gone.count(ids[i])) {
+        ASSERT_FALSE(hits.empty());
+        EXPECT_EQ(hits[0].chunk_id, ids[i]);
+      }
+    }
+    // Save and load: same answers, tombstones included.
+    test::TempDir dir;
+    std::string path = dir / "vectors.faiss";
+    std::string hash = index->save(path);
+    EXPECT_EQ(hash, hash_file(path).hex());
+    auto loaded = VectorIndex::load(path, hash, walk);
+    EXPECT_EQ(loaded->kind(), kind);
+    EXPECT_EQ(loaded->size(), index->size());
+    EXPECT_EQ(loaded->rows(), index->rows());
+    for (size_t i = 0; i < n; i += 11) {
+      std::span<const float> query(rows.data() + i * kDim, kDim);
+      EXPECT_EQ(id_list(loaded->search(query, 10)), id_list(index->search(query, 10)));
+      EXPECT_EQ(loaded->row_of(ids[i]).has_value(), !gone.count(ids[i]));
+    }
+    // HNSW keeps tombstones; a rebuild is due once they pass the configured share.
+    if (kind == VectorIndexKind::kHnsw) {
+      EXPECT_GT(index->rows(), index->size());
+      EXPECT_TRUE(index->needs_rebuild(kind));  // a third are dead
+    } else {
+      EXPECT_FALSE(index->needs_rebuild(kind));
+    }
+    EXPECT_TRUE(index->needs_rebuild(kind == VectorIndexKind::kFlat ? VectorIndexKind::kHnsw : VectorIndexKind::kFlat));
+  }
+}
+
+// The approximate kinds against exact search, with filters admitting everything, a third, a tenth and a
+// hundredth: with the default switch to exact scoring of few rows, and walking the filtered index
+// (exact_* = 0) where the defaults walk it.
+TEST(VectorIndex, ApproximateKindsKeepRecallUnderFiltersAndReturnOnlyAdmittedRows) {
+  const size_t n = 4000;
+  auto rows = clustered(n, 7, 60);
+  auto ids = ids_from(n, 1, 1);
+  auto queries = clustered(20, 8, 60);
+  for (auto kind : {VectorIndexKind::kHnsw, VectorIndexKind::kIvf}) {
+    for (bool walk : {true, false}) {
+      VectorIndexParams params;
+      VectorIndexParams build_params = params;
+      if (walk) build_params.exact_fraction = 0, build_params.exact_max_rows = 0;
+      auto index = VectorIndex::build(kDim, kind, build_params, ids, rows);
+      std::mt19937 rng(9);
+      for (double share : {1.0, 0.3, 0.1, 0.01}) {
+        if (walk && share < params.exact_fraction + 0.1) continue;
+        SCOPED_TRACE(fmt::format("{} walk={} share={}", vector_index_kind_name(kind), walk, share));
+        std::vector<int64_t> allowed_ids;
+        for (int64_t id : ids)
+          if (std::uniform_real_distribution<double>()(rng) < share) allowed_ids.push_back(id);
+        std::set<int64_t> allowed(allowed_ids.begin(), allowed_ids.end());
+        VectorFilter filter = index->filter(allowed_ids);
+        double total = 0;
+        for (size_t q = 0; q < 20; ++q) {
+          std::span<const float> query(queries.data() + q * kDim, kDim);
+          auto got = index->search(query, 10, &filter);
+          for (const auto& h : got) EXPECT_TRUE(allowed.count(h.chunk_id)) << h.chunk_id;
+          total += recall(got, index->search_exact(query, 10, &filter));
+        }
+        EXPECT_GE(total / 20, 0.9);
+      }
+    }
+  }
+}
+
+TEST(VectorIndex, LoadRefusesAFileThatFailsItsHashOrIsNotAnIndex) {
+  test::TempDir dir;
+  auto rows = clustered(100, 10);
+  auto index = VectorIndex::build(kDim, VectorIndexKind::kHnsw, {}, ids_from(100), rows);
+  std::string path = dir / "vectors.faiss";
+  std::string hash = index->save(path);
+  std::string bytes = test::read_file(path);
+  auto expect_code = [&](const std::string& content, const std::string& expected_hash, Errc code) {
+    test::write_file(path, content);
+    try {
+      VectorIndex::load(path, expected_hash);
+      ADD_FAILURE() << "loaded";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), code) << e.what();
+    }
+  };
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] ^= 0x5a;
+  expect_code(flipped, hash, Errc::kCorrupt);                                   // hash mismatch
+  std::string half = bytes.substr(0, bytes.size() / 2);
+  expect_code(half, hash_bytes(half).hex(), Errc::kCorrupt);                    // truncated, hash vouched for
+  expect_code("not a faiss file at all", hash_bytes("not a faiss file at all").hex(), Errc::kCorrupt);
+  try {
+    VectorIndex::load(dir / "missing.faiss", hash);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kNotFound);
+  }
+}
+
+}  // namespace
+}  // namespace rag::index
