@@ -29,6 +29,7 @@ const CommandSpec& spec() {
        {"max-tokens", "N", "tokens to generate at most (default 256)"},
        {"temperature", "T", "sampling temperature; 0 is greedy (default 0)"},
        {"seed", "S", "random seed for sampling (default 0)"},
+       {"kv-mem", "MIB", "the generator's KV cache pool in MiB (default 256)"},
        {"json", "", "print the answer, citations, timings and models as JSON"}}};
   return s;
 }
@@ -69,6 +70,8 @@ int cmd_ask(int argc, char** argv) {
   request.temperature = static_cast<float>(args.get_double("temperature", 0.0, 0.0, 2.0));
   request.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0, INT64_MAX));
   const server::Principal principal = parse_principal(args.get("as", "local"), config.default_group);
+  for (const auto& g : principal.groups)
+    if (g.empty()) fail(Errc::kInvalidArgument, "rag ask: --as has an empty group name");
   const bool json = args.has("json");
 
   server::Service service(config);

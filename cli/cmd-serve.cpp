@@ -10,6 +10,7 @@
 #include "common/args.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "retrieve/retrieve.h"
 #include "server/server.h"
 
 namespace rag::cli {
@@ -30,7 +31,7 @@ const CommandSpec& spec() {
        {"embed-model", "FILE", "BERT-family embedder (GGUF) for /v1/embeddings"},
        {"rerank-model", "FILE", "cross-encoder reranker (GGUF)"},
        {"generate-model", "FILE", "Llama/Qwen2 generator (GGUF); without it answers are extractive"},
-       {"default-group", "NAME", "group that may read documents without an ACL; the local user holds it (default everyone)"},
+       {"default-group", "NAME", "group that may read documents without an ACL; the local user holds it (default $RAG_DEFAULT_GROUP, else everyone)"},
        {"user", "NAME", "the local user's name without --keys (default local)"},
        {"workers", "N", "requests served at once (default 2)"},
        {"queue", "N", "requests that may wait for a worker; more get 429 (default 16)"},
@@ -39,7 +40,8 @@ const CommandSpec& spec() {
        {"max-upload", "BYTES", "largest /v1/documents body (default 16777216)"},
        {"max-question", "BYTES", "longest question (default 4096)"},
        {"max-tokens", "N", "most tokens a request may ask to generate (default 1024)"},
-       {"sources", "N", "passages given to the generator per question, 1..20 (default 5)"}}};
+       {"sources", "N", "passages given to the generator per question, 1..20 (default 5)"},
+       {"kv-mem", "MIB", "the generator's KV cache pool in MiB (default 256)"}}};
   return s;
 }
 
@@ -51,10 +53,11 @@ server::Config service_config(const ParsedArgs& args) {
   config.embed_model = args.get("embed-model");
   config.rerank_model = args.get("rerank-model");
   config.generate_model = args.get("generate-model");
-  config.default_group = args.get("default-group", "everyone");
+  config.default_group = args.get("default-group", retrieve::default_group_from_env());
   config.sources = static_cast<int>(args.get_int("sources", 5, 1, 20));
   config.max_tokens = args.get_int("max-tokens", 1024, 1, 1 << 20);
   config.default_max_tokens = std::min<int64_t>(256, config.max_tokens);
+  if (args.has("kv-mem")) config.kv_memory_bytes = args.get_int("kv-mem", 256, 1, 1 << 20) << 20;
   return config;
 }
 

@@ -1,54 +1,64 @@
-// The one place the service calls the generator. Today: generate::generate() on one sequence at a time,
-// serialised by a mutex (the model is shared; each call owns its KV cache). When generate/engine.h lands
-// this becomes a submit to the engine's batching scheduler with a prefix-cache salt (the principal set's
-// fingerprint + index generation) and the public prefix (system prompt tokens); callers do not change.
+// The one place the service calls the generator: generate::Engine (paged KV cache, prefix cache, continuous
+// batching on the engine's own thread), with the model's chat template.
+//
+// Prefix cache and privacy: the system prompt is the public prefix (its blocks are shared by everyone); the
+// rest of the prompt (sources, question) is keyed by a cache salt the caller derives from the principal's ACL
+// strings and the index generation, so cached document text only serves principals who may read it.
+//
+// Token callbacks run on the engine thread and must be quick: they only append to a per-request queue. The
+// request's own thread drains it into the caller's callback (which may write to a socket), watches the
+// deadline and cancels the engine request when the caller returns false or time is up.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "generate/generate.h"
+#include "generate/chat.h"
+#include "generate/engine.h"
+#include "server/server.h"
 
 namespace rag::server {
 
 struct GenerateCall {
-  std::string prompt;                  // text; tokenized here with the model's specials
-  size_t public_prefix_bytes = 0;      // leading bytes holding no document text (shareable prefix)
-  std::string cache_salt;              // who may reuse cached blocks of the private part
-  generate::GenerateOptions options;
+  std::vector<generate::ChatMessage> messages;  // the conversation, templated with the model's chat template
+  size_t public_messages = 0;                   // leading messages holding no private text (system prompt)
+  std::string cache_salt;                       // who may reuse cached blocks of the private part
+  generate::GenerateOptions options;            // end-of-turn tokens are added here
 };
 
 struct GenerateOutcome {
   generate::Generation generation;
   int64_t prompt_tokens = 0;
-  double prefill_ms = 0;               // start of the call to the first token (prompt processing)
-  bool prefix_hit = false;
+  int64_t cached_tokens = 0;           // prompt tokens served by the prefix cache
+  double queue_ms = 0;                 // waiting for the engine to admit it
+  double prefill_ms = 0;               // admission to the first token
+  bool timed_out = false;              // the deadline passed: the engine request was cancelled
+  bool cancelled = false;              // the caller's callback returned false or control.cancelled was set
 };
 
 class Generator {
  public:
-  explicit Generator(const std::string& model_path);
+  Generator(const std::string& model_path, int64_t kv_memory_bytes);
+  ~Generator();
   std::string name() const { return name_; }
   int64_t context_length() const { return context_; }
-  int64_t count_tokens(std::string_view text) const;
-  // Runs one generation; `on_token` as generate::TokenCallback. Throws what generate() throws.
-  GenerateOutcome run(const GenerateCall& call, const generate::TokenCallback& on_token);
-
-  int64_t tokens_generated() const;
-  double generate_seconds() const;
+  std::vector<int32_t> tokens(const std::vector<generate::ChatMessage>& messages) const;
+  // Runs one generation to its end; `on_text` gets each released piece of text on the calling thread.
+  GenerateOutcome run(const GenerateCall& call, const std::function<bool(std::string_view)>& on_text,
+                      const RequestControl& control);
+  generate::EngineStats stats() const;
 
  private:
   std::shared_ptr<const generate::Model> model_;
+  std::unique_ptr<generate::Engine> engine_;
   std::string name_;
   int64_t context_ = 0;
-  std::mutex mutex_;                   // one sequence at a time (see the top of this file)
-  std::atomic<int64_t> tokens_{0};
-  std::atomic<int64_t> micros_{0};
+  std::vector<int32_t> bos_;           // what the vocabulary puts before a text (tokenize("", true))
+  std::vector<int32_t> end_of_turn_;
 };
 
 }  // namespace rag::server

@@ -420,7 +420,7 @@ struct HttpServer::Impl {
         last = Clock::now();
         return true;
       }, RequestControl{ctx.deadline, nullptr});
-      observe_stages(answer.timings);
+      observe_stages(answer);
       json out = summary(answer);
       out["answer"] = answer.text;
       out["citations"] = citations_json(answer.citations);
@@ -451,7 +451,7 @@ struct HttpServer::Impl {
               slot.reset();
               return false;
             }
-            observe_stages(answer.timings);
+            observe_stages(answer);
             write(sse("citations", {{"citations", citations_json(answer.citations)}}));
             json done = summary(answer);
             done["answer"] = answer.text;
@@ -469,7 +469,9 @@ struct HttpServer::Impl {
         });
   }
 
-  void observe_stages(const Timings& t) {
+  void observe_stages(const Answer& a) {
+    const Timings& t = a.timings;
+    if (a.completion_tokens > 1) metrics.generated(a.completion_tokens - 1, t.generate_ms / 1000.0);
     metrics.retrieve.observe(t.retrieve_ms / 1000.0);
     if (t.rerank_ms > 0) metrics.rerank.observe(t.rerank_ms / 1000.0);
     if (t.first_token_ms > 0) metrics.first_token.observe(t.first_token_ms / 1000.0);
@@ -578,7 +580,7 @@ struct HttpServer::Impl {
       json out;
       if (rag) {
         Answer answer = service.ask(ask, principal, {}, RequestControl{ctx.deadline, nullptr});
-        observe_stages(answer.timings);
+        observe_stages(answer);
         out = completion(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens);
         out["citations"] = citations_json(answer.citations);
         out["models"] = models_json(answer.models);
@@ -621,7 +623,7 @@ struct HttpServer::Impl {
             json final_chunk;
             if (rag) {
               Answer answer = service.ask(ask, principal, on_text, RequestControl{deadline, &gone});
-              if (!gone.load()) observe_stages(answer.timings);
+              if (!gone.load()) observe_stages(answer);
               final_chunk = chunk(json::object(), openai_finish(answer.finish_reason));
               final_chunk["citations"] = citations_json(answer.citations);
               final_chunk["usage"] = {{"prompt_tokens", answer.prompt_tokens},
@@ -824,9 +826,8 @@ struct HttpServer::Impl {
       MetricsSnapshot snap;
       snap.generation = s.generation;
       snap.tokens_generated = s.tokens_generated;
-      snap.generate_seconds = s.generate_seconds;
-      snap.prefix_hits = s.prefix_hits;
-      snap.prefix_lookups = s.prefix_lookups;
+      snap.prefix_hit_tokens = s.prefix_hit_tokens;
+      snap.prefix_miss_tokens = s.prefix_miss_tokens;
       snap.running = admission.running();
       snap.waiting = admission.waiting();
       snap.ready = s.ready;

@@ -52,6 +52,13 @@ void Metrics::cancelled() {
   ++cancelled_;
 }
 
+void Metrics::generated(int64_t tokens, double seconds) {
+  if (tokens <= 0 || seconds <= 0) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  rate_tokens_ += tokens;
+  rate_seconds_ += seconds;
+}
+
 uint64_t Metrics::requests(const std::string& route, int status) const {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = requests_.find({route, status});
@@ -74,14 +81,19 @@ std::string Metrics::render(const MetricsSnapshot& s) const {
   first_token.render(out);
   inter_token.render(out);
   end_to_end.render(out);
-  const double tps = s.generate_seconds > 0 ? static_cast<double>(s.tokens_generated) / s.generate_seconds : 0.0;
-  const double hit = s.prefix_lookups > 0 ? static_cast<double>(s.prefix_hits) / static_cast<double>(s.prefix_lookups) : 0.0;
+  double tps = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tps = rate_seconds_ > 0 ? static_cast<double>(rate_tokens_) / rate_seconds_ : 0.0;
+  }
+  const int64_t lookups = s.prefix_hit_tokens + s.prefix_miss_tokens;
+  const double hit = lookups > 0 ? static_cast<double>(s.prefix_hit_tokens) / static_cast<double>(lookups) : 0.0;
   out += fmt::format(
       "# HELP rag_generated_tokens_total Tokens generated.\n# TYPE rag_generated_tokens_total counter\n"
       "rag_generated_tokens_total {}\n"
-      "# HELP rag_tokens_per_second Generated tokens per second of generation time, since start.\n"
+      "# HELP rag_tokens_per_second Decode speed seen by requests: tokens after the first per second, since start.\n"
       "# TYPE rag_tokens_per_second gauge\nrag_tokens_per_second {}\n"
-      "# HELP rag_prefix_cache_hit_ratio Prompt prefix-cache lookups that reused cached blocks.\n"
+      "# HELP rag_prefix_cache_hit_ratio Prompt tokens served by the prefix cache, of all prompt tokens admitted.\n"
       "# TYPE rag_prefix_cache_hit_ratio gauge\nrag_prefix_cache_hit_ratio {}\n"
       "# HELP rag_index_generation The live index generation.\n# TYPE rag_index_generation gauge\n"
       "rag_index_generation {}\n"

@@ -27,10 +27,9 @@ class Histogram {
 
 struct MetricsSnapshot {          // values the service owns, read at scrape time
   int64_t generation = 0;
-  int64_t tokens_generated = 0;
-  double generate_seconds = 0;
-  int64_t prefix_hits = 0;
-  int64_t prefix_lookups = 0;
+  int64_t tokens_generated = 0;    // by the engine, all requests
+  int64_t prefix_hit_tokens = 0;
+  int64_t prefix_miss_tokens = 0;
   int64_t running = 0;
   int64_t waiting = 0;
   bool ready = false;
@@ -41,6 +40,7 @@ class Metrics {
   Metrics();
   void request(const std::string& route, int status);
   void cancelled();               // a generation stopped because its client went away
+  void generated(int64_t tokens, double seconds);  // one request's tokens after the first, and their time
   Histogram queue, retrieve, rerank, first_token, inter_token, end_to_end;
   std::string render(const MetricsSnapshot& snapshot) const;
   uint64_t requests(const std::string& route, int status) const;
@@ -49,6 +49,8 @@ class Metrics {
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   uint64_t cancelled_ = 0;
+  int64_t rate_tokens_ = 0;
+  double rate_seconds_ = 0;
 };
 
 }  // namespace rag::server

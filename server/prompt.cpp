@@ -1,12 +1,11 @@
 // Prompt assembly, streaming citation checking and extractive answers: the text side of the ask pipeline.
 //
-// Prompt layout (the order is what makes a prefix cache hit: stable parts first):
-//   <system prompt>                          identical for every request: shareable across principals
-//   <source n="1" title="..." page="3">      sources in the caller's canonical order (by chunk id), so the
+// Prompt layout, as chat turns (the order is what makes a prefix cache hit: stable parts first):
+//   system: <system prompt>                  identical for every request: shareable across principals
+//   user:   <source n="1" title="..." page="3">   sources in the caller's canonical order (by chunk id), so the
 //   ...text...                               same sources give byte-identical text and the same tokens
 //   </source>
 //   Question: ...
-//   Answer:
 // Source text and the question are data: any "<source" or "</source" inside them is defused so a document
 // cannot close its own quote and pose as instructions.
 #include <algorithm>
@@ -58,17 +57,15 @@ std::string attribute(std::string_view value) {
 
 }  // namespace
 
-std::string build_prompt(const std::vector<Source>& sources, std::string_view question, size_t* public_prefix_bytes) {
-  std::string prompt = kSystemPrompt;
-  prompt += "\n\n";
-  if (public_prefix_bytes != nullptr) *public_prefix_bytes = prompt.size();
+std::string build_question(const std::vector<Source>& sources, std::string_view question) {
+  std::string prompt;
   for (size_t i = 0; i < sources.size(); ++i) {
     const Source& s = sources[i];
     prompt += "<source n=\"" + std::to_string(i + 1) + "\" title=\"" + attribute(s.title) + "\"";
     if (s.page > 0) prompt += " page=\"" + std::to_string(s.page) + "\"";
     prompt += ">\n" + defuse(s.text) + "\n</source>\n\n";
   }
-  prompt += "Question: " + defuse(collapse_whitespace(question)) + "\nAnswer:";
+  prompt += "Question: " + defuse(collapse_whitespace(question));
   return prompt;
 }
 

@@ -1,76 +1,68 @@
 #include "server/retrieval.h"
 
-#include <chrono>
-
 #include "common/error.h"
-#include "index/index.h"
+#include "retrieve/retrieve.h"
 
 namespace rag::server {
 
-struct Retrieval::Reader {
-  explicit Reader(const std::string& data_dir)
-      : searcher(data_dir), catalog(index::catalog_path(data_dir), index::Catalog::Mode::kRead) {}
-  index::Searcher searcher;
-  index::Catalog catalog;
-};
+Retrieval::Retrieval(std::string data_dir, std::shared_ptr<const index::Embedder> embedder,
+                     std::shared_ptr<const rerank::Reranker> reranker, std::string default_group)
+    : data_dir_(std::move(data_dir)), embedder_(std::move(embedder)), reranker_(std::move(reranker)),
+      default_group_(std::move(default_group)) {}
 
-Retrieval::Retrieval(std::string data_dir) : data_dir_(std::move(data_dir)) {}
 Retrieval::~Retrieval() = default;
 
-std::unique_ptr<Retrieval::Reader> Retrieval::acquire() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!idle_.empty()) {
-      auto reader = std::move(idle_.back());
-      idle_.pop_back();
-      return reader;
-    }
-  }
-  return std::make_unique<Reader>(data_dir_);
-}
-
-void Retrieval::release(std::unique_ptr<Reader> reader) {
+retrieve::Retriever& Retrieval::retriever() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (idle_.size() < 16) idle_.push_back(std::move(reader));
+  if (!retriever_) {
+    retrieve::RetrieverConfig config;
+    config.data_dir = data_dir_;
+    config.embedder = embedder_;
+    config.reranker = reranker_;
+    config.default_group = default_group_;
+    retriever_ = std::make_unique<retrieve::Retriever>(config);  // kNotFound (run rag ingest) without an index
+  }
+  return *retriever_;
 }
 
-Retrieved Retrieval::retrieve(const std::string& query, const std::vector<std::string>& principals, int k, bool with_text) {
-  Retrieved out;
-  const auto start = std::chrono::steady_clock::now();
-  out.generation = index::current_generation(data_dir_);
-  std::unique_ptr<Reader> reader = acquire();
-  index::SearchOptions options;
+std::vector<std::string> Retrieval::principal_strings(const Principal& principal) const {
+  return retrieve::principal_strings({principal.user, principal.groups}, default_group_);
+}
+
+Retrieved Retrieval::retrieve(const std::string& query, const Principal& principal, int k, bool with_text) {
+  retrieve::RetrieveOptions options;
   options.k = k;
-  options.principals = principals;  // always set: an empty list matches nothing
+  options.mode = retrieve::Mode::kHybrid;  // BM25 alone when there is no embedder or no vectors
+  options.principal = retrieve::Principal{principal.user, principal.groups};  // never unset here
+  options.with_text = with_text;
   options.highlight_begin = "";
   options.highlight_end = "";
-  std::vector<index::SearchHit> hits;
-  try {
-    hits = reader->searcher.search(query, options);
-    for (size_t i = 0; i < hits.size(); ++i) {
-      const index::SearchHit& h = hits[i];
-      Citation c;
-      c.n = static_cast<int>(i + 1);
-      c.doc_id = h.doc_id;
-      c.chunk_id = h.chunk_id;
-      c.path = h.path;
-      c.title = h.title;
-      c.page = h.page;
-      c.heading = h.heading;
-      c.snippet = h.snippet;
-      c.score = h.score;
-      out.hits.push_back(std::move(c));
-      if (with_text) {
-        std::optional<index::ChunkRecord> chunk = reader->catalog.chunk(h.chunk_id);
-        out.texts.push_back(chunk ? chunk->text : std::string());
-      }
-    }
-  } catch (...) {
-    // A reader that failed mid-query may hold a broken handle: do not return it to the pool.
-    throw;
+  options.rerank_top_n = reranker_ ? std::max(k, 20) : 0;
+  retrieve::Retrieval found = retriever().retrieve(query, options);
+  Retrieved out;
+  out.generation = found.generation;
+  out.rerank_ms = found.timings.rerank_ms;
+  out.retrieve_ms = std::max(0.0, found.timings.total_ms - found.timings.rerank_ms);
+  out.models.embedder = found.models.embedder;
+  out.models.reranker = found.models.reranker;
+  for (size_t i = 0; i < found.candidates.size(); ++i) {
+    retrieve::Candidate& c = found.candidates[i];
+    Citation hit;
+    hit.n = static_cast<int>(i + 1);
+    hit.doc_id = c.doc_id;
+    hit.chunk_id = c.chunk_id;
+    hit.path = c.path;
+    hit.title = c.title;
+    hit.page = c.page;
+    hit.heading = c.heading;
+    hit.snippet = c.snippet;
+    hit.score = c.score;
+    hit.bm25_score = c.bm25_rank > 0 ? std::optional<double>(c.bm25_score) : std::nullopt;
+    hit.vector_score = c.vector_rank > 0 ? std::optional<double>(c.vector_score) : std::nullopt;
+    if (c.rerank_rank > 0) hit.rerank_score = c.rerank_score;
+    out.hits.push_back(std::move(hit));
+    if (with_text) out.texts.push_back(std::move(c.text));
   }
-  release(std::move(reader));
-  out.retrieve_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return out;
 }
 

@@ -30,13 +30,12 @@ struct Principal {
   bool admin = false;  // may use the document routes (upload, list, delete)
 };
 
-// The ACL strings a principal holds: "user:<user>" and "group:<g>" for each group, sorted.
-std::vector<std::string> principal_strings(const Principal& principal);
-
 struct Config {
   std::string data_dir;
-  std::string embed_model;     // GGUF BERT-family embedder for /v1/embeddings; empty: none
-  std::string rerank_model;    // reserved for the reranker; empty: none
+  // GGUF BERT-family embedder for vector retrieval and /v1/embeddings; empty: the one the data dir records
+  // (rag ingest --embed-model), else none (BM25 only).
+  std::string embed_model;
+  std::string rerank_model;    // GGUF cross-encoder reranker; empty: fused order
   std::string generate_model;  // GGUF Llama/Qwen2 decoder; empty: extractive answers
   // Documents without an ACL are readable by holders of this group; the local principal (no keys file) holds it.
   std::string default_group = "everyone";
@@ -51,6 +50,7 @@ struct Config {
   std::chrono::milliseconds request_timeout{60000};  // queue wait + work; beyond it 504 (generation cancelled)
   int sources = 5;                         // passages given to the generator, 1..20
   size_t source_bytes = 1500;              // text of each passage in the prompt, at most
+  int64_t kv_memory_bytes = int64_t{256} << 20;  // the generator engine's KV pool
 };
 
 struct AskRequest {
@@ -71,8 +71,10 @@ struct Citation {
   int page = 0;                 // 1-based PDF page; 0 where the format has none
   std::string heading;
   std::string snippet;          // plain text, at most ~240 bytes
-  double score = 0;             // retrieval score (BM25 until hybrid retrieval: higher is better)
-  std::optional<double> rerank_score;  // set when a reranker scored it
+  double score = 0;             // what the order is by: rerank score when reranked, else the fused score
+  std::optional<double> bm25_score;    // set when the keyword side found it
+  std::optional<double> vector_score;  // set when the vector side found it (cosine)
+  std::optional<double> rerank_score;  // set when the reranker scored it
 };
 
 // Milliseconds spent in each stage of one request; 0 for a stage that did not run.
@@ -100,7 +102,8 @@ struct Answer {
   std::string finish_reason = "stop";  // generate::finish_reason(), or "stop" for extractive answers
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
-  bool prefix_cache_hit = false;
+  bool prefix_cache_hit = false;    // some prompt tokens came from the generator's prefix cache
+  int64_t cached_tokens = 0;        // how many
   Timings timings;
   Models models;
   int64_t generation = 0;           // the index generation the sources came from
@@ -158,10 +161,9 @@ struct DocumentInfo {
 // What /metrics and /readyz need from the service.
 struct ServiceStats {
   int64_t generation = 0;            // live index generation (0: none)
-  int64_t prefix_hits = 0;           // prefix-cache lookups that reused cached tokens
-  int64_t prefix_lookups = 0;
+  int64_t prefix_hit_tokens = 0;     // prompt tokens served by the generator's prefix cache
+  int64_t prefix_miss_tokens = 0;    // prompt tokens that had to be computed
   int64_t tokens_generated = 0;
-  double generate_seconds = 0;       // wall clock spent generating those tokens
   bool ready = false;                // index present and models loaded
 };
 
@@ -220,11 +222,10 @@ struct Source {
 
 extern const char* const kSystemPrompt;
 
-// System prompt, then the sources numbered [1]..[n] in the order given (callers sort them by chunk id so the
-// same sources give the same prefix), each inside <source> delimiters that the text cannot close, then the
-// question. Returns the prompt text and, in `public_prefix_bytes`, the length of the part holding no
-// document text (the system prompt), which a prefix cache may share across principals.
-std::string build_prompt(const std::vector<Source>& sources, std::string_view question, size_t* public_prefix_bytes = nullptr);
+// The user turn of an ask prompt (kSystemPrompt is the system turn): the sources numbered [1]..[n] in the order
+// given (callers sort them by chunk id so the same sources give the same prompt prefix), each inside <source>
+// delimiters that the text cannot close, then the question.
+std::string build_question(const std::vector<Source>& sources, std::string_view question);
 
 // Streaming citation check: text goes in as generated; out comes the same text with every marker [n] that
 // names no source (n outside 1..source_count) removed. A partial marker ("[1", "[12") is held back until it

@@ -10,7 +10,8 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "index/index.h"
-#include "nn/encoder.h"
+#include "rerank/rerank.h"
+#include "retrieve/retrieve.h"
 #include "server/generator.h"
 #include "server/retrieval.h"
 #include "server/server.h"
@@ -57,28 +58,19 @@ std::string cache_salt(const std::vector<std::string>& principals, int64_t gener
 
 }  // namespace
 
-std::vector<std::string> principal_strings(const Principal& principal) {
-  std::vector<std::string> out;
-  if (!principal.user.empty()) out.push_back("user:" + principal.user);
-  for (const auto& g : principal.groups)
-    if (!g.empty()) out.push_back("group:" + g);
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
 bool RequestControl::expired() const {
   return Clock::now() >= deadline || (cancelled != nullptr && cancelled->load());
 }
 
 struct Service::Impl {
   Config config;
-  Retrieval retrieval;
+  std::shared_ptr<const index::Embedder> embedder;
+  std::shared_ptr<const rerank::Reranker> reranker;
+  std::unique_ptr<Retrieval> retrieval;
   std::unique_ptr<Generator> generator;
-  std::unique_ptr<nn::Encoder> embedder;
   std::mutex upload_mutex;  // uploads and deletes ingest one at a time (and take the data dir's write lock)
 
-  explicit Impl(Config c) : config(std::move(c)), retrieval(config.data_dir) {}
+  explicit Impl(Config c) : config(std::move(c)) {}
 
   void check_deadline(const RequestControl& control, const char* stage) {
     if (control.cancelled != nullptr && control.cancelled->load())
@@ -92,15 +84,11 @@ Service::Service(Config config) : impl_(std::make_unique<Impl>(std::move(config)
   Config& c = impl_->config;
   if (c.data_dir.empty()) fail(Errc::kInvalidArgument, "service: no data dir");
   if (c.sources < 1 || c.sources > 20) fail(Errc::kInvalidArgument, "service: sources {} is outside 1..20", c.sources);
-  if (!c.generate_model.empty()) impl_->generator = std::make_unique<Generator>(c.generate_model);
-  if (!c.embed_model.empty()) {
-    impl_->embedder = nn::Encoder::open(c.embed_model);
-    if (impl_->embedder->is_reranker())
-      fail(Errc::kInvalidArgument, "{}: is a reranker (rank pooling), not an embedder; pass it as --rerank-model",
-           c.embed_model);
-  }
-  if (!c.rerank_model.empty())
-    spdlog::warn("service: --rerank-model is accepted but reranking arrives with hybrid retrieval; using BM25 order");
+  if (!c.embed_model.empty()) impl_->embedder = index::open_embedder(c.embed_model);
+  else if (fs::exists(index::catalog_path(c.data_dir))) impl_->embedder = retrieve::open_recorded_embedder(c.data_dir);
+  if (!c.rerank_model.empty()) impl_->reranker = rerank::open_reranker(c.rerank_model);
+  impl_->retrieval = std::make_unique<Retrieval>(c.data_dir, impl_->embedder, impl_->reranker, c.default_group);
+  if (!c.generate_model.empty()) impl_->generator = std::make_unique<Generator>(c.generate_model, c.kv_memory_bytes);
   const Models m = models();
   spdlog::info("service: data {}, embedder {}, reranker {}, generator {}", c.data_dir, m.embedder, m.reranker, m.generator);
   if (!impl_->generator) spdlog::info("service: no generator model: answers are extractive (quoted sentences)");
@@ -112,12 +100,13 @@ const Config& Service::config() const { return impl_->config; }
 
 Models Service::models() const {
   Models m;
-  if (impl_->embedder) m.embedder = impl_->embedder->config().name;
+  if (impl_->embedder) m.embedder = impl_->embedder->identity();
+  if (impl_->reranker) m.reranker = impl_->reranker->name();
   if (impl_->generator) m.generator = impl_->generator->name();
   return m;
 }
 
-std::string Service::embedder_name() const { return impl_->embedder ? impl_->embedder->config().name : "none"; }
+std::string Service::embedder_name() const { return impl_->embedder ? impl_->embedder->identity() : "none"; }
 
 Answer Service::ask(const AskRequest& request, const Principal& principal, const TextCallback& on_text,
                     const RequestControl& control) {
@@ -140,8 +129,8 @@ Answer Service::ask(const AskRequest& request, const Principal& principal, const
 
   Answer answer;
   answer.models = models();
-  const std::vector<std::string> principals = principal_strings(principal);
-  Retrieved found = impl_->retrieval.retrieve(question, principals, k, true);
+  const std::vector<std::string> principals = impl_->retrieval->principal_strings(principal);
+  Retrieved found = impl_->retrieval->retrieve(question, principal, k, true);
   answer.timings.retrieve_ms = found.retrieve_ms;
   answer.timings.rerank_ms = found.rerank_ms;
   answer.generation = found.generation;
@@ -193,12 +182,17 @@ Answer Service::ask(const AskRequest& request, const Principal& principal, const
   call.options.max_tokens = max_tokens;
   call.options.sampling.temperature = request.temperature;
   call.options.sampling.seed = request.seed;
-  call.options.stop_strings = {"\nQuestion:", "<source"};
+  call.options.stop_strings = {"<source"};
   call.cache_salt = cache_salt(principals, answer.generation);
+  call.public_messages = 1;
   // Drop the weakest sources until prompt and answer fit the model's context.
   for (;;) {
-    call.prompt = build_prompt(sources, question, &call.public_prefix_bytes);
-    if (generator.count_tokens(call.prompt) + max_tokens <= generator.context_length() || sources.size() <= 1) break;
+    call.messages = {{"system", kSystemPrompt}, {"user", build_question(sources, question)}};
+    const int64_t prompt_tokens = static_cast<int64_t>(generator.tokens(call.messages).size());
+    if (prompt_tokens + max_tokens <= generator.context_length()) break;
+    if (sources.size() <= 1)
+      fail(Errc::kLimit, "ask: the prompt ({} tokens with one source) and max_tokens {} exceed the generator's context of {} tokens",
+           prompt_tokens, max_tokens, generator.context_length());
     size_t weakest = 0;
     for (size_t i = 1; i < sources.size(); ++i)
       if (answer.sources[i].score < answer.sources[weakest].score) weakest = i;
@@ -206,45 +200,35 @@ Answer Service::ask(const AskRequest& request, const Principal& principal, const
     answer.sources.erase(answer.sources.begin() + static_cast<std::ptrdiff_t>(weakest));
     for (size_t i = 0; i < answer.sources.size(); ++i) answer.sources[i].n = static_cast<int>(i + 1);
   }
-  if (generator.count_tokens(call.prompt) + max_tokens > generator.context_length())
-    fail(Errc::kLimit, "ask: the prompt with one source and max_tokens {} exceeds the generator's context of {} tokens",
-         max_tokens, generator.context_length());
 
   CitationFilter filter(static_cast<int>(sources.size()));
-  bool cancelled = false, timed_out = false;
   Clock::time_point first_token;
-  bool have_first = false;
-  const auto generate_start = Clock::now();
-  GenerateOutcome outcome = generator.run(call, [&](int32_t, std::string_view piece) {
+  bool have_first = false, caller_gone = false;
+  GenerateOutcome outcome = generator.run(call, [&](std::string_view piece) {
     if (!have_first) {
       have_first = true;
       first_token = Clock::now();
       answer.timings.first_token_ms = ms_since(start);
     }
-    if (control.expired()) {
-      timed_out = Clock::now() >= control.deadline;
-      cancelled = !timed_out;
-      return false;
-    }
     std::string out = filter.feed(piece);
     answer.text += out;
     if (!out.empty() && on_text && !on_text(out)) {
-      cancelled = true;
+      caller_gone = true;
       return false;
     }
     return true;
-  });
+  }, control);
   std::string rest = filter.finish();
   answer.text += rest;
-  if (!rest.empty() && on_text && !cancelled && !timed_out) on_text(rest);
+  if (!rest.empty() && on_text && !caller_gone && !outcome.cancelled && !outcome.timed_out) on_text(rest);
   answer.prompt_tokens = outcome.prompt_tokens;
   answer.completion_tokens = static_cast<int64_t>(outcome.generation.tokens.size());
-  answer.prefix_cache_hit = outcome.prefix_hit;
+  answer.prefix_cache_hit = outcome.cached_tokens > 0;
+  answer.cached_tokens = outcome.cached_tokens;
   answer.finish_reason = generate::finish_reason(outcome.generation.stop);
   answer.timings.prefill_ms = outcome.prefill_ms;
   if (have_first) answer.timings.generate_ms = std::chrono::duration<double, std::milli>(Clock::now() - first_token).count();
-  (void)generate_start;
-  if (timed_out)
+  if (outcome.timed_out)
     fail(Errc::kBusy, "request timed out during generation ({} ms allowed)", config.request_timeout.count());
   for (int n : filter.cited()) answer.citations.push_back(answer.sources[static_cast<size_t>(n - 1)]);
   std::sort(answer.citations.begin(), answer.citations.end(), [](const Citation& a, const Citation& b) { return a.n < b.n; });
@@ -259,7 +243,7 @@ SearchResult Service::search(const std::string& query, int k, const Principal& p
     fail(Errc::kInvalidArgument, "search: the query is {} bytes; the limit is {}", query.size(), config.max_question_bytes);
   if (k < 1 || k > 100) fail(Errc::kInvalidArgument, "search: k {} is outside 1..100", k);
   const auto start = Clock::now();
-  Retrieved found = impl_->retrieval.retrieve(query, principal_strings(principal), k, false);
+  Retrieved found = impl_->retrieval->retrieve(query, principal, k, false);
   SearchResult out;
   out.hits = std::move(found.hits);
   out.timings.retrieve_ms = found.retrieve_ms;
@@ -271,20 +255,6 @@ SearchResult Service::search(const std::string& query, int k, const Principal& p
   out.timings.total_ms = ms_since(start);
   return out;
 }
-
-namespace {
-
-// A plain-text chat layout until generate/chat.h gives the model's own template.
-std::string chat_prompt(const std::vector<ChatMessage>& messages) {
-  std::string prompt;
-  for (const ChatMessage& m : messages) {
-    std::string role = m.role == "system" ? "System" : m.role == "assistant" ? "Assistant" : "User";
-    prompt += role + ": " + m.content + "\n";
-  }
-  return prompt + "Assistant:";
-}
-
-}  // namespace
 
 ChatResult Service::chat(const ChatRequest& request, const TextCallback& on_text, const RequestControl& control) {
   const Config& config = impl_->config;
@@ -305,33 +275,30 @@ ChatResult Service::chat(const ChatRequest& request, const TextCallback& on_text
   const auto start = Clock::now();
   impl_->check_deadline(control, "generation");
   GenerateCall call;
-  call.prompt = chat_prompt(request.messages);
+  for (const auto& m : request.messages) call.messages.push_back({m.role, m.content});
   call.options.max_tokens = max_tokens;
   call.options.sampling.temperature = request.temperature;
   call.options.sampling.top_p = request.top_p;
   call.options.sampling.seed = request.seed;
-  call.options.stop_strings = {"\nUser:", "\nSystem:"};
   for (const auto& s : request.stop)
     if (!s.empty()) call.options.stop_strings.push_back(s);
+  // Direct chat reads no documents: one salt for all, the system message (if first) public.
+  call.public_messages = !call.messages.empty() && call.messages.front().role == "system" ? 1 : 0;
   Generator& generator = *impl_->generator;
-  if (generator.count_tokens(call.prompt) + max_tokens > generator.context_length())
-    fail(Errc::kLimit, "chat: the messages and max_tokens {} exceed the generator's context of {} tokens", max_tokens,
-         generator.context_length());
+  const int64_t prompt_tokens = static_cast<int64_t>(generator.tokens(call.messages).size());
+  if (prompt_tokens + max_tokens > generator.context_length())
+    fail(Errc::kLimit, "chat: the messages ({} tokens) and max_tokens {} exceed the generator's context of {} tokens",
+         prompt_tokens, max_tokens, generator.context_length());
   ChatResult out;
-  bool timed_out = false, have_first = false;
-  GenerateOutcome outcome = generator.run(call, [&](int32_t, std::string_view piece) {
+  bool have_first = false;
+  GenerateOutcome outcome = generator.run(call, [&](std::string_view piece) {
     if (!have_first) {
       have_first = true;
       out.timings.first_token_ms = ms_since(start);
     }
-    if (control.expired()) {
-      timed_out = Clock::now() >= control.deadline;
-      return false;
-    }
-    if (!piece.empty() && on_text && !on_text(piece)) return false;
-    return true;
-  });
-  if (timed_out) fail(Errc::kBusy, "request timed out during generation ({} ms allowed)", config.request_timeout.count());
+    return on_text ? on_text(piece) : true;
+  }, control);
+  if (outcome.timed_out) fail(Errc::kBusy, "request timed out during generation ({} ms allowed)", config.request_timeout.count());
   out.text = outcome.generation.text;
   out.finish_reason = generate::finish_reason(outcome.generation.stop);
   out.prompt_tokens = outcome.prompt_tokens;
@@ -347,7 +314,7 @@ std::vector<std::vector<float>> Service::embed(const std::vector<std::string>& t
   if (texts.size() > 256) fail(Errc::kInvalidArgument, "embeddings: {} inputs; at most 256 per request", texts.size());
   for (const auto& t : texts)
     if (!utf8_valid(t)) fail(Errc::kInvalidArgument, "embeddings: an input is not valid UTF-8");
-  std::vector<float> flat = impl_->embedder->embed(texts);
+  std::vector<float> flat = impl_->embedder->embed(texts);  // thread-safe (index::Embedder)
   const size_t dim = static_cast<size_t>(impl_->embedder->dim());
   std::vector<std::vector<float>> out(texts.size());
   for (size_t i = 0; i < texts.size(); ++i) out[i].assign(flat.begin() + i * dim, flat.begin() + (i + 1) * dim);
@@ -455,8 +422,10 @@ ServiceStats Service::stats() {
   }
   s.ready = s.generation > 0;
   if (impl_->generator) {
-    s.tokens_generated = impl_->generator->tokens_generated();
-    s.generate_seconds = impl_->generator->generate_seconds();
+    const generate::EngineStats e = impl_->generator->stats();
+    s.tokens_generated = e.tokens_generated;
+    s.prefix_hit_tokens = e.prefix_hit_tokens;
+    s.prefix_miss_tokens = e.prefix_miss_tokens;
   }
   return s;
 }
