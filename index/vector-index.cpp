@@ -15,9 +15,11 @@
 //  3. Labels an inner index returns are rows; -1 (fewer than k results) is skipped.
 //
 // Filtered search: a VectorFilter is a bitmap over rows (FAISS IDSelectorBitmap) plus the admitted rows.
-// flat is exact either way. For hnsw and ivf, when the filter admits few rows (VectorIndexParams::
-// exact_fraction / exact_max_rows) we score those rows exactly (a filtered graph walk or list scan mostly
-// visits rejected rows and loses recall); otherwise efSearch / nprobe grow with the share filtered out.
+// flat scores the admitted rows (or all live rows) exactly, with nn::dot_f32. hnsw: when the filter admits
+// few rows (VectorIndexParams::exact_fraction / exact_max_rows) or the index is small, the admitted rows are
+// scored exactly (a filtered graph walk mostly visits rejected rows and loses recall); otherwise efSearch
+// grows with the share filtered out. ivf: the list scan tests the selector before scoring, so filtering is
+// cheap; nprobe grows as the share shrinks, up to every list (exact) for small or sparsely admitted sets.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
@@ -27,7 +29,6 @@
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
-#include <faiss/utils/distances.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -43,6 +44,7 @@
 #include "common/hash.h"
 #include "index/index.h"
 #include "index/vector-impl.h"
+#include "nn/kernels.h"
 
 namespace rag::index {
 
@@ -52,6 +54,7 @@ namespace {
 
 constexpr int kMaxEfSearch = 1024;
 constexpr int kIvfMinPointsPerList = 39;  // FAISS warns below this many training points per list
+constexpr int kIvfTrainPointsPerList = 64;
 
 bool bit(const std::vector<uint8_t>& bits, size_t i) { return (bits[i >> 3] >> (i & 7)) & 1; }
 void set_bit(std::vector<uint8_t>& bits, size_t i) { bits[i >> 3] |= static_cast<uint8_t>(1u << (i & 7)); }
@@ -169,7 +172,7 @@ struct VectorIndex::Impl {
     TopK top(static_cast<size_t>(k));
     std::vector<float> buffer(static_cast<size_t>(dim));
     auto score_row = [&](size_t r) {
-      top.push(faiss::fvec_inner_product(query, vector_of(r, buffer.data()), static_cast<size_t>(dim)), id_map[r]);
+      top.push(nn::dot_f32(query, vector_of(r, buffer.data()), dim), id_map[r]);
     };
     if (rows_subset) {
       for (int64_t r : *rows_subset)
@@ -234,7 +237,17 @@ void VectorIndex::add(std::span<const int64_t> chunk_ids, std::span<const float>
           m.create(n);  // fewer lists: k-means needs points to place them
           ivf = static_cast<faiss::IndexIVFFlat*>(m.index.get());
         }
-        ivf->train(n, rows.data());
+        // k-means over a strided sample: enough points per list, and a spread of the whole batch.
+        idx_t sample = std::min<idx_t>(n, static_cast<idx_t>(m.ivf_lists) * kIvfTrainPointsPerList);
+        if (sample == n) {
+          ivf->train(n, rows.data());
+        } else {
+          std::vector<float> points(static_cast<size_t>(sample) * m.dim);
+          for (idx_t i = 0; i < sample; ++i)
+            std::copy_n(rows.data() + static_cast<size_t>(i * n / sample) * m.dim, m.dim,
+                        points.data() + static_cast<size_t>(i) * m.dim);
+          ivf->train(sample, points.data());
+        }
       }
       std::vector<idx_t> labels(chunk_ids.size());
       for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<idx_t>(first + i);
@@ -374,35 +387,35 @@ std::vector<ScoredChunk> VectorIndex::search(std::span<const float> query, int k
   if (filter) RAG_ASSERT(filter->bitmap.size() == (m.rows() + 7) / 8);
   auto admitted = filter ? static_cast<int64_t>(filter->rows.size()) : m.live_count;
   if (admitted == 0) return {};
-  // A small index is scored exactly whatever its kind: cheaper than a graph walk or list scan, and exact.
-  if (m.kind != VectorIndexKind::kFlat && m.live_count <= m.params.exact_max_rows)
-    return m.exact(query.data(), k, filter ? &filter->rows : nullptr);
-  bool few = filter && m.kind != VectorIndexKind::kFlat &&
-             (admitted <= m.params.exact_max_rows ||
-              static_cast<double>(admitted) <= m.params.exact_fraction * static_cast<double>(m.live_count));
-  // A flat scan with a small filter also scores just the admitted rows: the same result, less work.
-  if (few || (filter && m.kind == VectorIndexKind::kFlat && admitted * 8 < m.live_count))
-    return m.exact(query.data(), k, &filter->rows);
+  const std::vector<int64_t>* subset = filter ? &filter->rows : nullptr;
+  double share = static_cast<double>(admitted) / static_cast<double>(m.live_count);
+  bool small = m.live_count <= m.params.exact_max_rows || admitted <= m.params.exact_max_rows;
+  // flat: our own scan (FAISS scores one query with a generic dot product; nn::dot_f32 uses AVX2/AVX-512).
+  // hnsw: exact over the admitted rows when few are admitted or the index is small: cheaper than a walk
+  // and exact, where a filtered walk loses recall.
+  if (m.kind == VectorIndexKind::kFlat ||
+      (m.kind == VectorIndexKind::kHnsw && (small || (filter && share <= m.params.exact_fraction))))
+    return m.exact(query.data(), k, subset);
 
   // The selector: the filter's bitmap (which holds live rows only), else the live bitmap when rows are dead.
   std::optional<faiss::IDSelectorBitmap> sel;
   if (filter) sel.emplace(filter->bitmap.size(), filter->bitmap.data());
   else if (m.live_count < static_cast<int64_t>(m.rows())) sel.emplace(m.live.size(), m.live.data());
-  double share = static_cast<double>(admitted) / static_cast<double>(m.live_count);
-  int want = std::min<int64_t>(k, admitted);
+  int want = static_cast<int>(std::min<int64_t>(k, admitted));
 
   faiss::SearchParametersHNSW hnsw_params;
   faiss::SearchParametersIVF ivf_params;
-  faiss::SearchParameters flat_params;
-  faiss::SearchParameters* params = &flat_params;
+  faiss::SearchParameters* params = &hnsw_params;
   if (m.kind == VectorIndexKind::kHnsw) {
     hnsw_params.efSearch = static_cast<int>(std::clamp<double>(std::max(m.params.hnsw_ef_search, 2 * want) / share,
                                                                want, kMaxEfSearch));
-    params = &hnsw_params;
-  } else if (m.kind == VectorIndexKind::kIvf) {
+  } else {
+    // IVF scans whole lists and tests the selector before scoring a vector, so a filter costs little; probing
+    // every list is exact, and what a small or sparsely admitted index gets.
     const auto* ivf = static_cast<const faiss::IndexIVF*>(m.index.get());
+    double nlist = static_cast<double>(ivf->nlist);
     ivf_params.nprobe = static_cast<size_t>(
-        std::clamp<double>(std::ceil(m.params.ivf_probe / std::sqrt(share)), 1, static_cast<double>(ivf->nlist)));
+        small ? nlist : std::clamp<double>(std::ceil(m.params.ivf_probe / std::sqrt(share)), 1, nlist));
     params = &ivf_params;
   }
   if (sel) params->sel = &*sel;
