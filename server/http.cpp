@@ -11,6 +11,7 @@
 // request and Admission does the refusing; stop() closes the listener and listen_after_bind() returns
 // after the pool has finished the requests it holds (the drain on SIGTERM).
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <condition_variable>
 #include <fstream>
@@ -299,6 +300,7 @@ struct HttpServer::Impl {
   Metrics metrics;
   Admission admission;
   int port = 0;
+  std::atomic<int> listen_fd{-1};
 
   Impl(Service& s, HttpOptions o)
       : service(s), options(std::move(o)), admission(s.config().workers, s.config().queue_depth) {}
@@ -376,6 +378,7 @@ struct HttpServer::Impl {
         spdlog::error("http: {} internal error: {}", route, e.what());
         send_error(res, {500, "server_error", "internal_error", "internal error; see the server log"});
       }
+      if (res.status == -1) res.status = 200;  // httplib's default, applied after the handler
       metrics.request(route, res.status);
       const double seconds = seconds_since(ctx.arrival);
       if (work && res.status < 400) metrics.end_to_end.observe(seconds);
@@ -764,6 +767,13 @@ struct HttpServer::Impl {
     server.set_write_timeout(10, 0);
     server.set_keep_alive_timeout(2);
     server.set_keep_alive_max_count(100);
+    // httplib 0.11.4 listens with a backlog of 5: a burst of connections overflows it and clients see resets.
+    // Capture the socket (keeping httplib's default SO_REUSEADDR) so bind() can raise the backlog.
+    server.set_socket_options([this](int fd) {
+      int yes = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listen_fd = fd;
+    });
 
     // Bodies are capped per route: uploads may be larger than questions.
     server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -847,6 +857,7 @@ int HttpServer::bind() {
   if (o.port == 0) impl_->port = impl_->server.bind_to_any_port(o.host);
   else impl_->port = impl_->server.bind_to_port(o.host, o.port) ? o.port : -1;
   if (impl_->port <= 0) fail(Errc::kIo, "serve: cannot listen on {}:{} (in use, or not an address of this machine)", o.host, o.port);
+  if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, 1024);  // Linux updates the backlog of a listening socket
   return impl_->port;
 }
 

@@ -80,26 +80,29 @@ std::string CitationFilter::feed(std::string_view text) {
   std::string out;
   size_t i = 0;
   while (i < pending_.size()) {
-    if (pending_[i] != '[') {
+    // A space is released only once the next character is known: before a dropped marker it goes too, so
+    // "days [9]." reads "days." however the text was split.
+    const bool space = pending_[i] == ' ';
+    const size_t bracket = space ? i + 1 : i;
+    if (bracket == pending_.size()) break;  // a trailing space: wait for what follows
+    if (pending_[bracket] != '[') {
       out += pending_[i++];
       continue;
     }
-    size_t j = i + 1;
-    while (j < pending_.size() && j - i - 1 <= kMaxMarkerDigits && std::isdigit(static_cast<unsigned char>(pending_[j])))
+    size_t j = bracket + 1;
+    while (j < pending_.size() && j - bracket - 1 <= kMaxMarkerDigits && std::isdigit(static_cast<unsigned char>(pending_[j])))
       ++j;
-    const size_t digits = j - i - 1;
+    const size_t digits = j - bracket - 1;
     if (j == pending_.size() && digits <= kMaxMarkerDigits) break;  // may still become a marker: hold back
     if (digits == 0 || digits > kMaxMarkerDigits || pending_[j] != ']') {
-      out += pending_[i++];  // a bracket that is not a marker
+      out.append(pending_, i, bracket + 1 - i);  // a bracket that is not a marker
+      i = bracket + 1;
       continue;
     }
-    const int n = std::stoi(pending_.substr(i + 1, digits));
+    const int n = std::stoi(pending_.substr(bracket + 1, digits));
     if (n >= 1 && n <= source_count_) {
       out.append(pending_, i, j + 1 - i);
       if (std::find(cited_.begin(), cited_.end(), n) == cited_.end()) cited_.push_back(n);
-    } else if (!out.empty() && out.back() == ' ' && j + 1 < pending_.size() &&
-               (pending_[j + 1] == '.' || pending_[j + 1] == ',' || pending_[j + 1] == ' ')) {
-      out.pop_back();  // "text [9]." reads as "text." once the marker is gone
     }
     i = j + 1;
   }
@@ -108,7 +111,7 @@ std::string CitationFilter::feed(std::string_view text) {
 }
 
 std::string CitationFilter::finish() {
-  // Whatever is held is an unfinished marker ("[1" at the very end): text, not a citation.
+  // Whatever is held is a trailing space or an unfinished marker ("[1" at the very end): text, not a citation.
   std::string out;
   out.swap(pending_);
   return out;
