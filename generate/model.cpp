@@ -334,9 +334,8 @@ void Model::forward(const Batch& b, ForwardScratch& s, std::vector<float>& logit
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
     for (int64_t t = 0; t < n; ++t)
       nn::rms_norm(s.x.data() + t * dim, w.attn_norm.data(), s.h.data() + t * dim, dim, c.rms_eps);
-    product(w.wq, s.h.data(), s.q.data(), n);
-    product(w.wk, s.h.data(), s.k.data(), n);
-    product(w.wv, s.h.data(), s.v.data(), n);
+    const nn::Product qkv[] = {{w.wq, s.q.data()}, {w.wk, s.k.data()}, {w.wv, s.v.data()}};
+    nn::matmul_multi(qkv, 3, s.h.data(), n);
     add_bias(w.bq, s.q.data(), q_dim);
     add_bias(w.bk, s.k.data(), kv_dim);
     add_bias(w.bv, s.v.data(), kv_dim);
@@ -354,8 +353,8 @@ void Model::forward(const Batch& b, ForwardScratch& s, std::vector<float>& logit
 
     for (int64_t t = 0; t < n; ++t)
       nn::rms_norm(s.x.data() + t * dim, w.ffn_norm.data(), s.h.data() + t * dim, dim, c.rms_eps);
-    product(w.gate, s.h.data(), s.ff_gate.data(), n);
-    product(w.up, s.h.data(), s.ff_up.data(), n);
+    const nn::Product gate_up[] = {{w.gate, s.ff_gate.data()}, {w.up, s.ff_up.data()}};
+    nn::matmul_multi(gate_up, 2, s.h.data(), n);
     nn::swiglu(s.ff_gate.data(), s.ff_up.data(), s.ff_gate.data(), n * ff);
     product(w.down, s.ff_gate.data(), s.h.data(), n);
     nn::add(s.x.data(), s.h.data(), s.x.data(), n * dim);

@@ -317,6 +317,52 @@ void matmul_int8(const Weights& w, const float* x, int64_t n, float* y) {
   }
 }
 
+void matmul_multi(const Product* products, int64_t count, const float* x, int64_t n) {
+  if (count <= 0 || n <= 0) return;
+  const int64_t cols = products[0].w.cols;
+  bool any_quantized = false, all_quantized = true;
+  int64_t rows = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const Weights& w = products[i].w;
+    check_weights(w, "matmul_multi");
+    if (w.cols != cols)
+      fail(Errc::kInvalidArgument, "matmul_multi: product {} has {} columns, product 0 has {}", i, w.cols, cols);
+    any_quantized |= quantized(w.type);
+    all_quantized &= quantized(w.type);
+    rows += w.rows;
+  }
+  const KernelTable& k = kernels();
+  // Several tokens of float weights go through sgemm, which has its own threads: one call per matrix.
+  const bool int8_route = n == 1 || (all_quantized && k.matmul_q8_preferred);
+  if (!int8_route) {
+    for (int64_t i = 0; i < count; ++i) matmul(products[i].w, x, n, products[i].y);
+    return;
+  }
+  QuantizedActivations q{};
+  if (any_quantized) {
+    q = activation_scratch(n, cols);
+    quantize_rows(k, x, n, cols, q);
+  }
+  const Q8Matrix xq{q.qs, q.d, q.ds, cols};
+  const auto scratch_bytes = n > 1 ? static_cast<size_t>(k.matmul_q8_scratch_bytes(cols)) : size_t{0};
+  // Rows [r0, r1) of the matrices laid end to end.
+  parallel_rows(rows, rows * cols * n, [&](int64_t r0, int64_t r1) {
+    int64_t base = 0;
+    for (int64_t i = 0; i < count && base < r1; ++i) {
+      const Weights& w = products[i].w;
+      const int64_t a = std::max(r0, base) - base, b = std::min(r1, base + w.rows) - base;
+      base += w.rows;
+      if (a >= b) continue;
+      if (n == 1) {
+        dot_rows(k, w, x, Q8Vector{q.qs, q.d, q.ds}, products[i].y, a, b);
+      } else {
+        thread_local Scratch scratch;
+        k.matmul_q8(w.type, w.data, a, b, xq, n, products[i].y, w.rows, scratch.get(scratch_bytes));
+      }
+    }
+  });
+}
+
 float dot_row(TensorType type, const void* row, const float* x, int64_t n) {
   check_weights(Weights{type, row, 1, n}, "dot_row");
   const KernelTable& k = kernels();

@@ -53,6 +53,16 @@ void matmul(const Weights& w, const float* x, int64_t n, float* y);
 void matmul_int8(const Weights& w, const float* x, int64_t n, float* y);
 void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y);
 
+// Several products of the same activations, as a layer's Q, K and V or its MLP gate and up: Y_i = X · W_iᵀ
+// for each product i (X is n × cols, all W_i have `cols` columns; Y_i is n × W_i.rows). Equals separate
+// matmul calls, but the activations are quantized once and, for one token or the int8 route, all rows of
+// all matrices share one parallel region (a decode step otherwise pays a fork and join per matrix).
+struct Product {
+  Weights w;
+  float* y = nullptr;
+};
+void matmul_multi(const Product* products, int64_t count, const float* x, int64_t n);
+
 // Dot product of one weight row (`n` elements of `type`, in its block layout) with n floats. Quantized
 // types quantize x to int8 blocks first, exactly as matvec does. For loops over few rows; use matvec for
 // whole matrices.

@@ -185,6 +185,43 @@ TEST_F(KernelsTest, MatmulEqualsSeparateMatvecs) {
   }
 }
 
+// matmul_multi against one matmul per product: all-quantized and mixed sets, one token and several, with
+// enough rows for the parallel split to cut inside and across matrices; a product with other columns is
+// refused before anything runs.
+TEST_F(KernelsTest, MatmulMultiEqualsSeparateMatmuls) {
+  for (SimdLevel level : available_levels()) {
+    set_simd_level(level);
+    const int64_t cols = 512;
+    for (bool mixed : {false, true}) {
+      const std::vector<TestMatrix> ms = {
+          make_matrix(TensorType::kQ8_0, 40, cols, 1), make_matrix(TensorType::kQ4_0, 24, cols, 2),
+          make_matrix(mixed ? TensorType::kF16 : TensorType::kQ8_0, 17, cols, 3)};
+      for (int64_t n : {1, 9}) {
+        SCOPED_TRACE(testing::Message() << simd_level_name(level) << (mixed ? " mixed" : " quantized") << " n=" << n);
+        const std::vector<float> x = random_floats(n * cols, static_cast<uint32_t>(n + 5));
+        std::vector<std::vector<float>> got, want;
+        std::vector<Product> products;
+        for (const TestMatrix& m : ms) {
+          got.emplace_back(static_cast<size_t>(n * m.rows), NAN);
+          want.emplace_back(static_cast<size_t>(n * m.rows), NAN);
+        }
+        for (size_t i = 0; i < ms.size(); ++i) {
+          products.push_back({ms[i].weights(), got[i].data()});
+          matmul(ms[i].weights(), x.data(), n, want[i].data());
+        }
+        matmul_multi(products.data(), static_cast<int64_t>(products.size()), x.data(), n);
+        for (size_t i = 0; i < ms.size(); ++i)
+          for (size_t j = 0; j < got[i].size(); ++j)
+            ASSERT_NEAR(got[i][j], want[i][j], 1e-5f * (1.0f + std::fabs(want[i][j]))) << "product " << i << " value " << j;
+      }
+    }
+  }
+  const TestMatrix a = make_matrix(TensorType::kQ8_0, 4, 64, 1), b = make_matrix(TensorType::kQ8_0, 4, 96, 2);
+  std::vector<float> x(96), ya(4), yb(4);
+  const Product products[] = {{a.weights(), ya.data()}, {b.weights(), yb.data()}};
+  EXPECT_THROW(matmul_multi(products, 2, x.data(), 1), Error);
+}
+
 // The F32 route for quantized weights meets unquantized activations: each x_i is off by at most half a
 // step d_x / 2 in the int8 route, which bounds the difference between the two routes; matmul, whichever
 // route it takes, stays within that bound of the float oracle.
