@@ -6,6 +6,7 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <unordered_set>
 #include <utility>
@@ -485,7 +486,12 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
   EngineOptions effective = options;
   // Every running sequence decodes in every step, so no more may run than a step has tokens.
   effective.max_sequences = std::min(options.max_sequences, options.step_tokens);
-  impl_ = std::make_unique<Impl>(std::move(model), effective, block_count);
+  try {
+    impl_ = std::make_unique<Impl>(std::move(model), effective, block_count);
+  } catch (const std::bad_alloc&) {
+    fail(Errc::kLimit, "engine: cannot reserve {} bytes of KV memory ({} blocks); give it less",
+         block_count * block_bytes, block_count);
+  }
   impl_->publish();
   spdlog::info("generate: engine with {} KV blocks of {} bytes ({} positions), {} tokens per step, {} sequences, "
                "prefix cache {}",

@@ -151,7 +151,8 @@ struct EngineStats {
 class Engine {
  public:
   // Allocates the pool and starts the engine thread. Throws Error(kInvalidArgument) when step_tokens or
-  // max_sequences is below 1 or kv_memory_bytes holds less than one block (the message gives its size).
+  // max_sequences is below 1 or kv_memory_bytes holds less than one block (the message gives its size);
+  // Error(kLimit) when the memory cannot be reserved.
   Engine(std::shared_ptr<const Model> model, const EngineOptions& options = {});
   // Ends every request still running or waiting (StopReason::kCallback, as a cancel) and joins the thread.
   ~Engine();
