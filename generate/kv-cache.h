@@ -9,8 +9,9 @@
 //   value(l, p)  = block + ((l × 2 + 1) × kKvBlockTokens + slot) × kv_dim
 //   a row holds kv_dim = head_count_kv × head_dim floats, head h at h × head_dim (RoPE already applied to K).
 //
-// KvCache owns the blocks of one sequence in a single allocation. A paged cache (blocks shared between
-// sequences, reference-counted, from a pool) hands the forward pass the same KvBlocks.
+// KvCache owns the blocks of one sequence in a single allocation (generate()). The engine's paged cache
+// (block-pool.h: reference-counted blocks from one pool, shared between sequences and the prefix cache)
+// hands the forward pass the same KvBlocks, its blocks anywhere in the pool.
 #pragma once
 
 #include <cstdint>
