@@ -369,9 +369,15 @@ TEST(Engine, MemoryPressureChangesNoOutput) {
 // waits, prefills are chunked, blocks are shared, evicted and preempted. Each request that was not cancelled
 // gives exactly what generate() gives it alone, and every block comes back.
 EngineStats random_workload(const std::shared_ptr<const Model>& model, uint32_t seed) {
-  Engine engine(model, EngineOptions{.kv_memory_bytes = 9 * block_bytes(*model), .step_tokens = 8,
-                                     .max_sequences = 3});
   std::mt19937 rng(seed);
+  EngineOptions options{.kv_memory_bytes = 9 * block_bytes(*model), .step_tokens = 8, .max_sequences = 3};
+  if (seed != 42) {  // other seeds vary the engine too
+    options.kv_memory_bytes = static_cast<int64_t>(9 + rng() % 8) * block_bytes(*model);
+    options.step_tokens = 1 + rng() % 24;
+    options.max_sequences = 1 + rng() % 6;
+    options.prefix_cache = rng() % 4 != 0;
+  }
+  Engine engine(model, options);
   const auto base = random_prompt(45, 77);
   struct Case {
     Request request;
