@@ -2,7 +2,8 @@
 // by default), each kind at each size, with ACL-like filters admitting 100%, 10% and 1% of the chunks.
 //
 //   vector-search [--sizes 10000,100000,1000000] [--kinds flat,hnsw,ivf] [--dim 384] [--queries 200]
-//                 [--shares 1,0.1,0.01] [--ef N] [--probe N] [--exact-fraction F]
+//                 [--shares 1,0.1,0.01] [--ef N] [--ef-construction N] [--probe N] [--lists N]
+//                 [--exact-fraction F]
 //
 // Prints one row per (size, kind, share): build seconds, filter build milliseconds (chunk ids -> row bitmap,
 // what Searcher caches per principal set), p50/p95 query milliseconds, and recall@10 against exact search
@@ -96,10 +97,13 @@ int main(int argc, char** argv) {
     else if (a == "--queries") queries = std::stoi(value());
     else if (a == "--ef") params.hnsw_ef_search = std::stoi(value());
     else if (a == "--probe") params.ivf_probe = std::stoi(value());
+    else if (a == "--lists") params.ivf_lists = std::stoi(value());
+    else if (a == "--ef-construction") params.hnsw_ef_construction = std::stoi(value());
     else if (a == "--exact-fraction") params.exact_fraction = std::stod(value());
     else {
       std::fprintf(stderr, "usage: vector-search [--sizes N,..] [--kinds flat,hnsw,ivf] [--shares 1,0.1,0.01] "
-                           "[--dim D] [--queries Q] [--ef N] [--probe N] [--exact-fraction F]\n");
+                           "[--dim D] [--queries Q] [--ef N] [--ef-construction N] [--probe N] [--lists N] "
+                           "[--exact-fraction F]\n");
       return 2;
     }
   }
