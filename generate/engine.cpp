@@ -350,8 +350,11 @@ bool Engine::Impl::step() {
     members.push_back(&seq);
     budget -= count;
   };
-  for (SequencePtr& seq : running)
-    if (seq->pending() == 1) add(*seq, 1);
+  for (SequencePtr& seq : running) {
+    if (seq->pending() != 1) continue;
+    if (!seq->sampled_once) ++prefilled;  // the last prompt token (the rest came from the prefix cache)
+    add(*seq, 1);
+  }
   for (SequencePtr& seq : running) {
     if (budget <= 0) break;
     if (seq->pending() <= 1) continue;

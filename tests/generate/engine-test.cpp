@@ -187,6 +187,12 @@ TEST(Engine, PrefixCacheHitGivesTheSameTokensAndPrefillsLess) {
   EXPECT_EQ(s.prefix_hit_tokens, 48);
   EXPECT_EQ(s.prefix_miss_tokens, 52);
 
+  // One token past three full blocks: only it is run.
+  const std::vector<int32_t> prompt49(prompt.begin(), prompt.begin() + 49);
+  const int64_t before49 = engine.stats().tokens_prefilled;
+  EXPECT_EQ(engine.run(request(prompt49, free_run(3))).cached_tokens, 48);
+  EXPECT_EQ(engine.stats().tokens_prefilled - before49, 1);
+
   // Cleared, the cache serves nothing: the same prompt is prefilled in full again.
   engine.clear_prefix_cache();
   EXPECT_EQ(engine.stats().blocks_cached, 0);
