@@ -48,7 +48,7 @@ class PrefixCache {
   PrefixCache& operator=(const PrefixCache&) = delete;
 
   // The blocks of the longest cached prefix of `tokens` in `domain`, whole blocks only and at most
-  // `max_blocks`, in position order. Each is retained for the caller, who releases it to the pool.
+  // `max_blocks`, in position order. Each is retained for the caller, who gives it back with release().
   std::vector<int32_t> match(std::span<const int32_t> tokens, const CacheDomain& domain, int64_t max_blocks);
   // Enters blocks[i] as the K/V of tokens [i × 16, (i + 1) × 16) for every i (tokens holds at least that
   // many). Where the tree already has an edge for a block its own block stays; a new node retains blocks[i].
