@@ -29,8 +29,6 @@ double ms_since(Clock::time_point start) {
 
 constexpr size_t kMaxIdleReaders = 64;
 constexpr size_t kMaxQueryBytes = 4096;   // as index/searcher.cpp; the dense side checks it here
-// Hydrate a few more than k: a chunk deleted by a writer since the candidate searches is skipped by hydrate().
-constexpr size_t kHydrateSlack = 8;
 
 void check_options(const RetrieveOptions& o) {
   if (o.k < 1 || o.k > index::kMaxK) fail(Errc::kInvalidArgument, "k: {} is out of range [1, {}]", o.k, index::kMaxK);
@@ -253,28 +251,32 @@ Retrieval Retriever::retrieve(std::string_view query, const RetrieveOptions& opt
     out.timings.rerank_ms = ms_since(t0);
   }
 
-  // Hydrate the top k (plus slack for deleted chunks).
+  // Hydrate the top k. A chunk deleted by a writer since the candidate searches is skipped by hydrate(); then
+  // the next candidates fill its place, window by window, so the usual case hydrates exactly k.
   auto t_hydrate = Clock::now();
-  const size_t want = std::min(fused.size(), static_cast<size_t>(options.k) + kHydrateSlack);
-  std::vector<index::ScoredChunk> top;
-  top.reserve(want);
-  for (size_t i = 0; i < want; ++i) top.push_back({fused[i].chunk_id, fused[i].score});
   index::SearchOptions hydrate_options = search;
-  hydrate_options.k = std::clamp(static_cast<int>(want), 1, index::kMaxK);
-  std::vector<index::SearchHit> hits = searcher.hydrate(top, query, hydrate_options);
   size_t next = 0;
-  for (const index::SearchHit& hit : hits) {
-    if (out.candidates.size() == static_cast<size_t>(options.k)) break;
-    while (next < want && fused[next].chunk_id != hit.chunk_id) ++next;  // hydrate() keeps order, may skip
-    if (next == want) break;
-    Candidate c = std::move(fused[next++]);
-    c.doc_id = hit.doc_id;
-    c.path = hit.path;
-    c.title = hit.title;
-    c.page = hit.page;
-    c.heading = hit.heading;
-    c.snippet = hit.snippet;
-    out.candidates.push_back(std::move(c));
+  while (out.candidates.size() < static_cast<size_t>(options.k) && next < fused.size()) {
+    const size_t begin = next;
+    const size_t end = std::min(fused.size(), begin + static_cast<size_t>(options.k) - out.candidates.size());
+    std::vector<index::ScoredChunk> window;
+    for (size_t i = begin; i < end; ++i) window.push_back({fused[i].chunk_id, fused[i].score});
+    hydrate_options.k = static_cast<int>(window.size());
+    std::vector<index::SearchHit> hits = searcher.hydrate(window, query, hydrate_options);
+    size_t i = begin;
+    for (const index::SearchHit& hit : hits) {
+      while (i < end && fused[i].chunk_id != hit.chunk_id) ++i;  // hydrate() keeps the order and may skip
+      if (i == end) break;
+      Candidate c = std::move(fused[i++]);
+      c.doc_id = hit.doc_id;
+      c.path = hit.path;
+      c.title = hit.title;
+      c.page = hit.page;
+      c.heading = hit.heading;
+      c.snippet = hit.snippet;
+      out.candidates.push_back(std::move(c));
+    }
+    next = end;
   }
   if (options.with_text) {
     for (Candidate& c : out.candidates) {
