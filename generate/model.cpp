@@ -20,6 +20,18 @@ constexpr int64_t kMaxLayers = 4096;
 // Attention work (multiply-adds) below which one thread does it all: waking a team costs more than this,
 // and far more on a loaded machine where idle threads must be rescheduled.
 constexpr int64_t kAttentionParallelMinWork = int64_t{1} << 18;
+// Values touched by a per-token element-wise step (norms, biases, RoPE, SwiGLU, residual adds) below which
+// it runs on the calling thread: a decode step's few thousand values are not worth a fork and join, a
+// prefill's millions are (run serially they left the second core idle for ~4% of a 512-token prefill).
+constexpr int64_t kElementwiseParallelMinWork = int64_t{1} << 16;
+
+// f(t) for every token t of a batch, across the OpenMP team when n × width values make it worthwhile.
+// f must not throw.
+template <typename F>
+void for_each_token(int64_t n, int64_t width, F&& f) {
+#pragma omp parallel for schedule(static) if (n * width >= kElementwiseParallelMinWork)
+  for (int64_t t = 0; t < n; ++t) f(t);
+}
 
 bool matrix_type_ok(nn::TensorType type) {
   switch (type) {
@@ -323,41 +335,46 @@ void Model::forward(const Batch& b, ForwardScratch& s, std::vector<float>& logit
       nn::matmul(w, in, rows, out);
     }
   };
-  auto add_bias = [n](const std::vector<float>& bias, float* y, int64_t width) {
-    if (bias.empty()) return;
-    for (int64_t t = 0; t < n; ++t) nn::add(y + t * width, bias.data(), y + t * width, width);
+  auto add_bias = [](const std::vector<float>& bias, float* y, int64_t width) {
+    if (!bias.empty()) nn::add(y, bias.data(), y, width);
   };
 
   for (int64_t t = 0; t < n; ++t) embed(b.tokens[static_cast<size_t>(t)], s.x.data() + t * dim);
 
   for (int64_t l = 0; l < c.layer_count; ++l) {
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
-    for (int64_t t = 0; t < n; ++t)
+    for_each_token(n, dim, [&](int64_t t) {
       nn::rms_norm(s.x.data() + t * dim, w.attn_norm.data(), s.h.data() + t * dim, dim, c.rms_eps);
+    });
     const nn::Product qkv[] = {{w.wq, s.q.data()}, {w.wk, s.k.data()}, {w.wv, s.v.data()}};
     nn::matmul_multi(qkv, 3, s.h.data(), n);
-    add_bias(w.bq, s.q.data(), q_dim);
-    add_bias(w.bk, s.k.data(), kv_dim);
-    add_bias(w.bv, s.v.data(), kv_dim);
-    for (int64_t t = 0; t < n; ++t) {
+    for_each_token(n, q_dim + 2 * kv_dim, [&](int64_t t) {
+      float* q = s.q.data() + t * q_dim;
+      float* k = s.k.data() + t * kv_dim;
+      add_bias(w.bq, q, q_dim);
+      add_bias(w.bk, k, kv_dim);
+      add_bias(w.bv, s.v.data() + t * kv_dim, kv_dim);
+      apply_rope(c, s.rope.data() + t * c.rope_dims, q, c.head_count);
+      apply_rope(c, s.rope.data() + t * c.rope_dims, k, c.head_count_kv);
       const int64_t pos = b.positions[static_cast<size_t>(t)];
-      apply_rope(c, s.rope.data() + t * c.rope_dims, s.q.data() + t * q_dim, c.head_count);
-      apply_rope(c, s.rope.data() + t * c.rope_dims, s.k.data() + t * kv_dim, c.head_count_kv);
-      KvBlocks& kv = *b.kv[static_cast<size_t>(t)];
-      std::copy_n(s.k.data() + t * kv_dim, kv_dim, kv.key(l, pos));
+      const KvBlocks& kv = *b.kv[static_cast<size_t>(t)];
+      std::copy_n(k, kv_dim, kv.key(l, pos));
       std::copy_n(s.v.data() + t * kv_dim, kv_dim, kv.value(l, pos));
-    }
+    });
     attention(b, l, s);
     product(w.wo, s.attn.data(), s.h.data(), n);
-    nn::add(s.x.data(), s.h.data(), s.x.data(), n * dim);
-
-    for (int64_t t = 0; t < n; ++t)
-      nn::rms_norm(s.x.data() + t * dim, w.ffn_norm.data(), s.h.data() + t * dim, dim, c.rms_eps);
+    for_each_token(n, dim, [&](int64_t t) {
+      float* x = s.x.data() + t * dim;
+      nn::add(x, s.h.data() + t * dim, x, dim);
+      nn::rms_norm(x, w.ffn_norm.data(), s.h.data() + t * dim, dim, c.rms_eps);
+    });
     const nn::Product gate_up[] = {{w.gate, s.ff_gate.data()}, {w.up, s.ff_up.data()}};
     nn::matmul_multi(gate_up, 2, s.h.data(), n);
-    nn::swiglu(s.ff_gate.data(), s.ff_up.data(), s.ff_gate.data(), n * ff);
+    for_each_token(n, ff, [&](int64_t t) {
+      nn::swiglu(s.ff_gate.data() + t * ff, s.ff_up.data() + t * ff, s.ff_gate.data() + t * ff, ff);
+    });
     product(w.down, s.ff_gate.data(), s.h.data(), n);
-    nn::add(s.x.data(), s.h.data(), s.x.data(), n * dim);
+    for_each_token(n, dim, [&](int64_t t) { nn::add(s.x.data() + t * dim, s.h.data() + t * dim, s.x.data() + t * dim, dim); });
   }
   for (int64_t t = 0; t < n; ++t) {
     KvBlocks& kv = *b.kv[static_cast<size_t>(t)];
