@@ -1,7 +1,10 @@
 // `rag serve`: the HTTP service over a data dir (routes, keys file and limits: README "Service").
 // SIGTERM or SIGINT stops accepting connections and returns once the requests in flight are answered.
-#include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdio>
 #include <thread>
@@ -87,12 +90,18 @@ int cmd_serve(int argc, char** argv) {
   }
   http.local_principal = {args.get("user", "local"), {config.default_group}, true};
 
-  // Signals go to one thread that asks the server to stop; every other thread blocks them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A signal may land on any thread (OpenBLAS starts its own before main), so the handler only writes to a
+  // pipe; a watcher thread reads it and asks the server to stop.
+  static int wake[2] = {-1, -1};
+  if (::pipe(wake) != 0) fail(Errc::kIo, "rag serve: pipe: {}", std::strerror(errno));
+  struct sigaction action {};
+  action.sa_handler = [](int sig) {
+    const char c = static_cast<char>(sig);
+    [[maybe_unused]] ssize_t n = ::write(wake[1], &c, 1);
+  };
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGTERM, &action, nullptr);
+  ::sigaction(SIGINT, &action, nullptr);
   ::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is a failed write, not a dead server
 
   server::Service service(config);
@@ -105,14 +114,16 @@ int cmd_serve(int argc, char** argv) {
                config.queue_depth, config.request_timeout.count());
 
   std::thread watcher([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    spdlog::info("serve: signal {}: draining requests in flight", sig);
+    char sig = 0;
+    while (::read(wake[0], &sig, 1) < 0 && errno == EINTR) {
+    }
+    if (sig != 0) spdlog::info("serve: signal {}: draining requests in flight", static_cast<int>(sig));
     server.stop();
   });
   server.run();
-  // run() also returns if listening fails; wake the watcher so it can be joined.
-  pthread_kill(watcher.native_handle(), SIGTERM);
+  // run() also returns if listening fails: wake the watcher so it can be joined.
+  const char none = 0;
+  [[maybe_unused]] ssize_t n = ::write(wake[1], &none, 1);
   watcher.join();
   spdlog::info("serve: stopped");
   return kExitOk;

@@ -427,6 +427,7 @@ struct HttpServer::Impl {
       json out = summary(answer);
       out["answer"] = answer.text;
       out["citations"] = citations_json(answer.citations);
+      out["sources"] = citations_json(answer.sources);  // every passage given: why this answer
       res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
       return;
     }
@@ -458,6 +459,7 @@ struct HttpServer::Impl {
             write(sse("citations", {{"citations", citations_json(answer.citations)}}));
             json done = summary(answer);
             done["answer"] = answer.text;
+            done["sources"] = citations_json(answer.sources);
             write(sse("done", done));
           } catch (const Error& e) {
             if (gone.load()) metrics.cancelled();
