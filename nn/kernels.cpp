@@ -27,6 +27,7 @@
 #include "nn/kernels.h"
 
 #include <cblas.h>
+#include <cpuid.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -54,8 +55,10 @@ constexpr int64_t kDequantTileBytes = int64_t{32} << 20;
 
 SimdLevel detect_level() {
   __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+  // F16C through CPUID: clang 14's __builtin_cpu_supports does not know "f16c" (g++ does).
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
   return avx512 ? SimdLevel::kAvx512 : avx2 ? SimdLevel::kAvx2 : SimdLevel::kPortable;
