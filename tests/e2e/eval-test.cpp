@@ -25,6 +25,22 @@ TEST(E2eEval, SciFactTrainBm25ReachesPublishedFigure) {
   EXPECT_GT(out["mrr@10"].get<double>(), 0.6);
 }
 
+// Issue 7: fusion must not make results worse than the better input. A random-weight embedder is the weakest
+// dense side there is (nDCG@10 about 0 alone); the default hybrid fusion must stay with BM25 (0.686 here).
+TEST(E2eEval, SciFactHybridWithARandomEmbedderStaysWithBm25) {
+  TempDir dir;
+  write_tiny_bert(dir / "embedder.gguf");
+  RunResult run = run_rag({"eval", "beir", shared_path("data/scifact"), "--mode", "hybrid", "--embed-model",
+                           dir / "embedder.gguf", "--json"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  json out = json::parse(run.out);
+  EXPECT_EQ(out["mode"], "hybrid");
+  EXPECT_EQ(out["fusion"], "weighted");
+  EXPECT_EQ(out["queries"], 809);
+  EXPECT_GE(out["ndcg@10"].get<double>(), 0.675);
+  EXPECT_GT(out["recall@100"].get<double>(), 0.85);
+}
+
 // Ten documents on distinct topics, three queries each with one relevant document that shares its words.
 void write_small_beir(const TempDir& dir) {
   const char* topics[][2] = {
