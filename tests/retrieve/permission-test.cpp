@@ -24,9 +24,9 @@
 namespace rag::retrieve {
 namespace {
 
-constexpr int kUsers = 8;
+constexpr int kUsers = 6;
 constexpr int kGroups = 4;   // g0..g3, plus the default group "everyone"
-constexpr int kDocs = 48;
+constexpr int kDocs = 36;
 const char* const kWords[] = {"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
                               "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
                               "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey", "xray"};
@@ -126,7 +126,7 @@ TEST(Permissions, FilteredRetrievalEqualsRetrievalOverOnlyTheReadableDocuments) 
 
   std::map<std::string, const Doc*> by_name;
   for (const Doc& d : world.docs) by_name[d.name] = &d;
-  const std::vector<std::string> queries = {"alpha bravo", "kilo lima mike", "xray", "golf hotel india juliet"};
+  const std::vector<std::string> queries = {"alpha bravo", "kilo lima mike", "golf hotel india juliet"};
   const Variant variants[] = {{"bm25", Mode::kBm25, Fusion::kWeighted, false},
                               {"dense", Mode::kDense, Fusion::kWeighted, false},
                               {"dense+rerank", Mode::kDense, Fusion::kWeighted, true},
@@ -210,7 +210,7 @@ TEST(Permissions, FilteredRetrievalEqualsRetrievalOverOnlyTheReadableDocuments) 
       }
     }
   }
-  EXPECT_EQ(checked, kUsers * 4 * 6);
+  EXPECT_EQ(checked, kUsers * 3 * 6);
 }
 
 }  // namespace
