@@ -2,6 +2,7 @@
 // random-weight generator; requests over loopback from a plain socket client.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -22,6 +23,9 @@ const std::string kAdminKey = "admin-key-0123456789abcdef";
 class E2eServe : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    // One OpenBLAS thread in the children: an ingest with an embedder was once seen spinning for minutes in
+    // OpenBLAS's thread hand-off (exec_blas_async) on a loaded machine.
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
     dir_ = new TempDir();
     write_tiny_bert(*dir_ / "embedder.gguf");
     write_tiny_generator(*dir_ / "generator.gguf");
