@@ -8,6 +8,7 @@ packages=(
   libxapian-dev libfaiss-dev libsqlite3-dev libpoppler-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
   libopenblas-dev libomp-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcairo2-dev libxxhash-dev
+  clang libclang-rt-14-dev  # libFuzzer and the sanitizer runtimes for scripts/fuzz.sh
 )
 
 missing=()

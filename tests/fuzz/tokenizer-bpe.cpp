@@ -1,0 +1,7 @@
+// The byte-level BPE tokenizer (gpt-2 and deepseek-coder pre-tokenizers) on arbitrary text (see tokenizer.h).
+#include "tests/fuzz/tokenizer.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const auto vocabs = rag::fuzz::load_vocabs({"gpt-2", "deepseek-coder"});
+  return rag::fuzz::tokenize_and_check(vocabs, data, size);
+}

@@ -1,0 +1,7 @@
+// The WordPiece tokenizer (bert-bge) on arbitrary text (see tokenizer.h).
+#include "tests/fuzz/tokenizer.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const auto vocabs = rag::fuzz::load_vocabs({"bert-bge"});
+  return rag::fuzz::tokenize_and_check(vocabs, data, size);
+}
