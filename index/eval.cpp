@@ -4,32 +4,22 @@
 //   <dir>/queries_train.jsonl     {"_id", "text"} per line (else queries.jsonl)
 //   <dir>/qrels/train.tsv         header line, then query-id \t corpus-id \t score (else test.tsv)
 //
-// One chunk per document: BEIR judges whole documents, so each corpus entry becomes one catalog document with
-// one chunk (title as the document title, weighted as in ingest; text as the body), written straight through
-// Catalog and KeywordIndex rather than the file chunker, which would split long abstracts at ~1000 bytes.
-// Queries then go through Searcher::search, the path the service uses. The corpus id rides in the document
-// path ("beir:<id>") so a hit maps back to it without a side table.
+// Loaders and metrics; retrieve/eval.cpp runs the queries (`rag eval beir`).
 //
 // Metrics (as in BEIR / pytrec_eval): nDCG@10 with graded gains, discount 1/log2(rank+1), the ideal from all
 // judged relevant documents; Recall@100 = relevant retrieved in the top 100 / relevant judged; MRR@10 = 1/rank of
 // the first relevant hit in the top 10. Means over queries with at least one relevant judgement.
-#include <unistd.h>
-
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "common/log.h"
 #include "index/index.h"
 
 namespace rag::index {
 namespace {
-
-constexpr const char* kPathPrefix = "beir:";
 
 std::ifstream open_input(const std::string& path) {
   std::error_code ec;
@@ -69,75 +59,6 @@ std::string string_field(const nlohmann::json& object, const char* field, bool r
   }
   if (!it->is_string()) fail(Errc::kCorrupt, "{}: line {}: field \"{}\" is not a string", path, line, field);
   return it->get<std::string>();
-}
-
-bool file_exists(const std::string& path) {
-  std::error_code ec;
-  return std::filesystem::is_regular_file(path, ec);
-}
-
-std::string first_existing(const std::string& a, const std::string& b) { return file_exists(a) ? a : b; }
-
-// A scratch data dir removed on destruction.
-class ScratchDir {
- public:
-  explicit ScratchDir(std::string parent) {
-    if (parent.empty()) {
-      const char* tmp = std::getenv("TMPDIR");
-      parent = tmp && *tmp ? tmp : "/tmp";
-    }
-    std::string pattern = parent + "/rag-eval-XXXXXX";
-    if (!::mkdtemp(pattern.data())) fail(Errc::kIo, "{}: cannot create a temporary dir", pattern);
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-void build_index(const std::string& data_dir, const std::vector<BeirDocument>& corpus) {
-  WriteLock lock(data_dir, false);
-  Catalog catalog(catalog_path(data_dir), Catalog::Mode::kWrite);
-  std::error_code ec;
-  std::filesystem::create_directories(generation_path(data_dir, 1), ec);
-  if (ec) fail(Errc::kIo, "{}: cannot create: {}", generation_path(data_dir, 1), ec.message());
-  KeywordIndex keywords(keyword_path(data_dir, 1), KeywordIndex::Mode::kWrite);
-  keywords.begin_batch();
-  catalog.begin();
-  catalog.add_root("beir:");
-  auto last_log = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < corpus.size(); ++i) {
-    const BeirDocument& d = corpus[i];
-    DocumentRecord record;
-    record.root = "beir:";
-    record.path = kPathPrefix + d.id;
-    record.type = "text";
-    record.title = d.title;
-    record.size = static_cast<int64_t>(d.title.size() + d.text.size());
-    int64_t doc_id = catalog.put_document(record);
-    ingest::Chunk chunk;
-    chunk.text = d.text;
-    chunk.end = d.text.size();
-    std::vector<int64_t> removed;
-    std::vector<int64_t> ids = catalog.replace_chunks(doc_id, {chunk}, removed);
-    RAG_ASSERT(ids.size() == 1);
-    keywords.replace({ids[0], doc_id, d.title, "", d.text, {}});
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_log > std::chrono::seconds(2)) {
-      spdlog::info("eval: indexed {}/{} documents", i + 1, corpus.size());
-      last_log = now;
-    }
-  }
-  catalog.commit();
-  keywords.commit(catalog.change_counter());
-  publish_generation(data_dir, 1);
 }
 
 }  // namespace
@@ -247,59 +168,6 @@ EvalScores score_rankings(const std::map<std::string, std::vector<std::string>>&
     s.mrr10 /= n;
   }
   return s;
-}
-
-BeirEvalResult eval_beir(const std::string& dir, const BeirEvalOptions& options) {
-  if (options.mode == "dense" || options.mode == "hybrid")
-    fail(Errc::kUnsupported, "mode {}: needs the embedding model and vector index, not built yet; use --mode bm25",
-         options.mode);
-  if (options.mode == "hybrid+rerank")
-    fail(Errc::kUnsupported,
-         "mode {}: needs the embedding model, vector index and cross-encoder reranker, not built yet; use --mode bm25",
-         options.mode);
-  if (options.mode != "bm25")
-    fail(Errc::kInvalidArgument, "mode '{}': want bm25, dense, hybrid or hybrid+rerank", options.mode);
-  if (options.k < 1 || options.k > kMaxK)
-    fail(Errc::kInvalidArgument, "k: {} is out of range [1, {}]", options.k, kMaxK);
-
-  auto start = std::chrono::steady_clock::now();
-  std::string queries_path = !options.queries_path.empty()
-                                 ? options.queries_path
-                                 : first_existing(dir + "/queries_train.jsonl", dir + "/queries.jsonl");
-  std::string qrels_path = !options.qrels_path.empty()
-                               ? options.qrels_path
-                               : first_existing(dir + "/qrels/train.tsv", dir + "/qrels/test.tsv");
-  std::vector<BeirDocument> corpus = load_beir_corpus(dir + "/corpus.jsonl");
-  std::vector<BeirQuery> queries = load_beir_queries(queries_path);
-  Qrels qrels = load_qrels(qrels_path);
-  // Judged queries missing from the queries file cannot be run; score only the ones that can.
-  std::map<std::string, bool> asked;
-  for (const BeirQuery& q : queries) asked[q.id] = true;
-  std::erase_if(qrels, [&](const auto& entry) { return !asked.count(entry.first); });
-  spdlog::info("eval: {} documents, {} queries ({}), {} judged queries ({})", corpus.size(), queries.size(),
-               queries_path, qrels.size(), qrels_path);
-
-  ScratchDir scratch(options.work_dir);
-  std::string data_dir = scratch.path() + "/data";
-  build_index(data_dir, corpus);
-
-  Searcher searcher(data_dir);
-  SearchOptions search_options;
-  search_options.k = options.k;
-  search_options.snippet_bytes = 0;
-  std::map<std::string, std::vector<std::string>> rankings;
-  size_t prefix = std::string_view(kPathPrefix).size();
-  for (const BeirQuery& q : queries) {
-    if (!qrels.count(q.id)) continue;
-    std::vector<std::string>& ranking = rankings[q.id];
-    for (const SearchHit& hit : searcher.search(q.text, search_options))
-      ranking.push_back(hit.path.substr(std::min(prefix, hit.path.size())));
-  }
-  BeirEvalResult result;
-  result.mode = options.mode;
-  result.scores = score_rankings(rankings, qrels);
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return result;
 }
 
 }  // namespace rag::index

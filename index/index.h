@@ -516,7 +516,8 @@ std::vector<SearchHit> search(const std::string& data_dir, std::string_view quer
 
 // ---- evaluation -------------------------------------------------------------------------------------
 //
-// Retrieval quality on a BEIR-layout folder (corpus.jsonl, queries*.jsonl, qrels/*.tsv; see eval.cpp).
+// Loaders and metrics for retrieval quality on BEIR-layout folders (corpus.jsonl, queries*.jsonl, qrels/*.tsv);
+// retrieve/retrieve.h's eval_beir runs the queries.
 
 struct BeirDocument {
   std::string id;     // corpus "_id"
@@ -551,22 +552,5 @@ struct EvalScores {
 // Scores rankings (query id -> corpus ids, best first); queries without a relevant judgement are skipped.
 EvalScores score_rankings(const std::map<std::string, std::vector<std::string>>& rankings, const Qrels& qrels);
 
-struct BeirEvalOptions {
-  std::string mode = "bm25";   // only "bm25" runs; "dense", "hybrid", "hybrid+rerank" are kUnsupported
-  std::string queries_path;    // empty: <dir>/queries_train.jsonl if present, else <dir>/queries.jsonl
-  std::string qrels_path;      // empty: <dir>/qrels/train.tsv if present, else <dir>/qrels/test.tsv
-  int k = 100;                 // hits retrieved per query, 1..kMaxK
-  std::string work_dir;        // where the temporary data dir goes; empty: $TMPDIR or /tmp
-};
-
-struct BeirEvalResult {
-  std::string mode;
-  EvalScores scores;
-  double seconds = 0;          // wall clock: index build plus queries
-};
-
-// Indexes the corpus into a fresh temporary data dir (one chunk per document; removed afterwards), runs every
-// judged query through Searcher::search and scores the rankings.
-BeirEvalResult eval_beir(const std::string& dir, const BeirEvalOptions& options);
 
 }  // namespace rag::index
