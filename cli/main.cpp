@@ -29,7 +29,7 @@ constexpr Command kCommands[] = {
     {"generate", rag::cli::cmd_generate, "continue a prompt with the generator model, streaming the text"},
     {"ingest", rag::cli::cmd_ingest, "ingest folders and files: parse, chunk, index; skips unchanged files"},
     {"model", rag::cli::cmd_model, "inspect, convert, quantize and tokenize with GGUF models"},
-    {"search", rag::cli::cmd_search, "keyword (BM25) search over the ingested chunks"},
+    {"search", rag::cli::cmd_search, "hybrid (BM25 + vector) search over the ingested chunks, filtered by --as"},
     {"serve", rag::cli::cmd_serve, "the HTTP service: ask, search, OpenAI-compatible chat and embeddings, metrics"},
     {"version", cmd_version, "print the version"},
 };
