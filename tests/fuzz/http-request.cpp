@@ -9,7 +9,8 @@
 // keys. Neither principal is an admin: an accepted upload would ingest into the data dir and change what
 // later inputs see, so the upload body's decoding (base64) is not reached here.
 // A finding, besides a crash: a response answering "internal error" (an exception other than rag::Error
-// escaped a handler: a request the validation let through), or no response within 60 s (a not-reproducible 20 s stall was seen once under heavy machine load).
+// escaped a handler: a request the validation let through), or no response within 60 s (generous: a
+// 20 s stall that did not reproduce was seen once under heavy machine load).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
