@@ -75,7 +75,16 @@ std::string exchange(int port, std::string_view request) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) fuzz::finding("connect failed");
+  // Tens of thousands of short connections a minute use up ephemeral ports (the server's side sits in
+  // TIME_WAIT): a refused connect is the harness's problem, so wait and retry before calling it a finding.
+  int tries = 0;
+  while (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (++tries == 500) fuzz::finding("connect failed for 5 s");
+    close(fd);
+    usleep(10000);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fuzz::finding("socket failed");
+  }
   for (size_t done = 0; done < request.size();) {
     ssize_t n = send(fd, request.data() + done, request.size() - done, MSG_NOSIGNAL);
     if (n <= 0) break;  // the server may close early (413, malformed request line)
