@@ -324,6 +324,37 @@ class GgufReaderImpl {
   uint64_t pos_ = 0;
 };
 
+namespace {
+
+// Model files at least this large are read into anonymous memory advised for transparent huge pages instead
+// of being mapped: decode streams every weight once per token, and on 4 KiB page-cache pages the TLB misses
+// cost a fifth of the bandwidth (Qwen2.5-0.5B-shaped Q8_0, 2 threads: 62 -> 74 tokens/s; a plain 1 GiB read
+// 27 -> 36 GB/s). The bytes stay quantized, exactly as in the file; the file's cached pages are dropped so the
+// model is not held twice. Small files (tests, vocabularies) are mapped.
+constexpr size_t kHugePageCopyBytes = size_t{64} << 20;
+
+// Returns MAP_FAILED with errno set on failure, like mmap.
+void* read_into_huge_pages(int fd, size_t size, const std::string& path) {
+  void* memory = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) return MAP_FAILED;
+  madvise(memory, size, MADV_HUGEPAGE);  // advice only: without THP the copy still works, at 4 KiB pages
+  for (size_t done = 0; done < size;) {
+    const ssize_t n = ::pread(fd, static_cast<char*>(memory) + done, size - done, static_cast<off_t>(done));
+    if (n <= 0) {
+      const int err = n == 0 ? EIO : errno;
+      if (n < 0 && err == EINTR) continue;
+      munmap(memory, size);
+      fail(Errc::kIo, "{}: read failed at byte {} of {}: {}", path, done, size, std::strerror(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  mprotect(memory, size, PROT_READ);
+  posix_fadvise(fd, 0, static_cast<off_t>(size), POSIX_FADV_DONTNEED);
+  return memory;
+}
+
+}  // namespace
+
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   std::unique_ptr<GgufFile> file(new GgufFile());
   file->path_ = path;
@@ -342,7 +373,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     ::close(fd);
     fail(Errc::kCorrupt, "{}: file of {} bytes is smaller than the {}-byte GGUF header", path, size, kHeaderBytes);
   }
-  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void* map = size >= kHugePageCopyBytes ? read_into_huge_pages(fd, size, path)
+                                          : mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   const int err = errno;
   ::close(fd);
   if (map == MAP_FAILED) fail(Errc::kIo, "{}: cannot map {} bytes: {}", path, size, std::strerror(err));
