@@ -177,6 +177,30 @@ TEST(Gguf, HonoursCustomAlignmentAndConvertsFloatTensors) {
   EXPECT_EQ(std::memcmp(file->require_tensor("c").data, q.data(), q.size()), 0);
 }
 
+bool mapped_in_this_process(const std::string& path) {
+  return test::read_file("/proc/self/maps").find(path) != std::string::npos;
+}
+
+// Large files (models) are copied into huge-page memory, small ones mapped; the bytes are the file's either way.
+TEST(Gguf, LargeFilesAreReadIntoMemoryWithTheirExactBytes) {
+  test::TempDir dir;
+  std::vector<float> big((size_t{68} << 20) / sizeof(float));
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i % 65521) - 7.5f;
+  GgufWriter writer;
+  writer.add_tensor_f32("big", TensorType::kF32, {static_cast<int64_t>(big.size())}, big.data());
+  writer.write(dir / "big.gguf");
+  GgufWriter small_writer;
+  small_writer.add_tensor_f32("small", TensorType::kF32, {4}, big.data());
+  small_writer.write(dir / "small.gguf");
+
+  auto large = GgufFile::open(dir / "big.gguf");
+  auto small = GgufFile::open(dir / "small.gguf");
+  EXPECT_FALSE(mapped_in_this_process(dir / "big.gguf"));
+  EXPECT_TRUE(mapped_in_this_process(dir / "small.gguf"));
+  EXPECT_EQ(std::memcmp(large->require_tensor("big").data, big.data(), big.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(small->require_tensor("small").data, big.data(), 4 * sizeof(float)), 0);
+}
+
 TEST(Gguf, TypedLookupsCheckPresenceAndType) {
   test::TempDir dir;
   GgufWriter writer;
