@@ -253,6 +253,19 @@ bool readable(const DocumentRecord& doc, const SearchOptions& options) {
   return false;
 }
 
+// A hit's citation fields, from its chunk and document; the snippet is the caller's.
+SearchHit hit_of(const ChunkRecord& chunk, const DocumentRecord& doc, double score) {
+  SearchHit hit;
+  hit.chunk_id = chunk.id;
+  hit.doc_id = chunk.doc_id;
+  hit.path = doc.path;
+  hit.title = doc.title;
+  hit.page = chunk.page;
+  hit.heading = chunk.heading_path;
+  hit.score = score;
+  return hit;
+}
+
 }  // namespace
 
 std::vector<SearchHit> Searcher::search(std::string_view query, const SearchOptions& options) {
@@ -266,14 +279,7 @@ std::vector<SearchHit> Searcher::search(std::string_view query, const SearchOpti
       if (!chunk) continue;
       auto doc = catalog_->document(chunk->doc_id);
       if (!doc) continue;
-      SearchHit hit;
-      hit.chunk_id = chunk->id;
-      hit.doc_id = chunk->doc_id;
-      hit.path = doc->path;
-      hit.title = doc->title;
-      hit.page = chunk->page;
-      hit.heading = chunk->heading_path;
-      hit.score = it.get_weight();
+      SearchHit hit = hit_of(*chunk, *doc, it.get_weight());
       if (options.snippet_bytes > 0) hit.snippet = snippet(mset, chunk->text, options, impl.analyzer.stemmer());
       hits.push_back(std::move(hit));
     }
@@ -349,14 +355,7 @@ std::vector<SearchHit> Searcher::hydrate(const std::vector<ScoredChunk>& candida
       if (!chunk) continue;
       auto doc = catalog_->document(chunk->doc_id);
       if (!doc || !readable(*doc, options)) continue;
-      SearchHit hit;
-      hit.chunk_id = chunk->id;
-      hit.doc_id = chunk->doc_id;
-      hit.path = doc->path;
-      hit.title = doc->title;
-      hit.page = chunk->page;
-      hit.heading = chunk->heading_path;
-      hit.score = c.score;
+      SearchHit hit = hit_of(*chunk, *doc, c.score);
       if (want_snippet) {
         if (mset) {
           hit.snippet = snippet(*mset, chunk->text, options, impl.analyzer.stemmer());
