@@ -5,7 +5,9 @@
 #include <poppler/cpp/poppler-page.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <string_view>
@@ -17,11 +19,14 @@ namespace rag::ingest {
 namespace {
 
 // Poppler reports problems through this hook; keep the last one to explain a load failure instead of
-// letting poppler write to the service's stderr.
-std::string g_poppler_message;
+// letting poppler write to the service's stderr. A plain array, not a std::string: the extraction child is
+// forked by the PDF worker before main() and before this file's dynamic initializers have run.
+char g_poppler_message[201];
 
 void remember_poppler_message(const std::string& message, void*) {
-  g_poppler_message = message.substr(0, 200);
+  size_t n = std::min(message.size(), sizeof g_poppler_message - 1);
+  std::memcpy(g_poppler_message, message.data(), n);
+  g_poppler_message[n] = '\0';
 }
 
 void write_all(int fd, const char* data, size_t size) {
@@ -64,11 +69,13 @@ std::string utf8(const poppler::ustring& text) {
 }  // namespace
 
 void extract_pdf_records(const std::string& path, int fd) {
+  g_poppler_message[0] = '\0';
   poppler::set_debug_error_function(remember_poppler_message, nullptr);
   try {
     std::unique_ptr<poppler::document> doc(poppler::document::load_from_file(path));
     if (!doc) {
-      std::string reason = g_poppler_message.empty() ? "" : " (poppler: " + g_poppler_message + ")";
+      std::string reason =
+          g_poppler_message[0] == '\0' ? "" : " (poppler: " + std::string(g_poppler_message) + ")";
       write_error(fd, Errc::kCorrupt, "cannot be read as a PDF: damaged or not a PDF" + reason);
       return;
     }

@@ -1,4 +1,6 @@
 // Private to ingest/: PDF text extraction in a child process, and the records the child sends back.
+// The child is forked by the thread's PDF worker process, never by the multi-threaded parent (why, and the
+// worker protocol: parse-pdf.cpp).
 //
 // The child writes a stream of records to a pipe; the parent trusts none of it until validated:
 //
@@ -25,8 +27,9 @@ constexpr size_t kMaxPdfPageBytes = 8u << 20;
 constexpr size_t kMaxPdfMessageBytes = 1024;
 constexpr size_t kMaxPdfTotalBytes = 256u << 20;
 
-// Runs in the forked child: extracts `path` with poppler and writes the records to `fd`. Catches
-// everything it can; never returns an error to the caller, never writes to stdout or stderr.
+// Runs in the extraction child (and in-process in the fuzz target): extracts `path` with poppler and writes
+// the records to `fd`. Catches everything it can; never returns an error to the caller, never writes to
+// stdout or stderr. Uses no static object that needs dynamic initialization: the child runs before main().
 void extract_pdf_records(const std::string& path, int fd);
 
 }  // namespace rag::ingest
