@@ -69,8 +69,9 @@ struct ParsedDocument {
 struct ParseOptions {
   int64_t max_file_bytes = 100ll << 20;     // larger files fail with Errc::kLimit before being read
   double pdf_time_limit_s = 30;             // wall clock for one PDF's extraction (child is killed after)
-  // RLIMIT_AS of the extraction child, counted on top of the address space it inherits from the parent
-  // at fork (a server with a mapped model already holds gigabytes). Not applied in ASan builds.
+  // RLIMIT_AS of the extraction child, counted on top of the address space it inherits from the small
+  // single-threaded worker process that forks it (not from the caller, which may map gigabytes of model).
+  // Not applied in ASan builds.
   int64_t pdf_memory_limit_bytes = 1ll << 30;
 };
 
