@@ -7,11 +7,12 @@
 // held by other threads (malloc's, ASan's allocator, locale, fontconfig) are copied held. poppler makes
 // plenty of other calls; under GCC 12's AddressSanitizer, whose allocator is not locked around fork(), such
 // children deadlocked until the wall-clock kill. So each parsing thread gets its own worker: this same
-// executable (/proc/self/exe, so it works for `rag`, the test binaries and the fuzz targets alike), started
+// executable (/proc/self/exe: whatever binary links this file, `rag` or a test binary), started
 // by posix_spawn with RAG_PDF_WORKER_FD naming its end of a socketpair. The constructor at the end of this
 // file sees the variable before main() and runs worker_main(), which never returns. The worker is single
-// threaded, so it forks one extraction child per PDF safely; it is also small, so RLIMIT_AS on top of its
-// address space bounds what poppler may allocate.
+// threaded, so it forks one extraction child per PDF safely; it is also small (about 80 MB mapped for `rag`,
+// where a server with a model maps gigabytes), so RLIMIT_AS on top of its address space bounds what
+// poppler may allocate. Starting a worker costs one exec, about 20 ms, once per parsing thread.
 //
 //   parent thread                           worker (single threaded)         extraction child
 //   pipe2 ─ send 'R' {path, limits}         recv                              (fork of the worker)
