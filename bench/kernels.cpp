@@ -165,6 +165,28 @@ void BM_Matmul(benchmark::State& state) {
                                                benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Args: type, rows, cols, n tokens, route (0 = matvec_batch, 1 = matmul_int8's tile kernel): where matmul
+// switches from one to the other for batched decode (kMatvecBatchTokens). Two threads, real time.
+void BM_DecodeBatch(benchmark::State& state) {
+  const auto type = static_cast<TensorType>(state.range(0));
+  const int64_t rows = state.range(1), cols = state.range(2), n = state.range(3);
+  const bool tiles = state.range(4) != 0;
+  const Weights& w = test_weights(type, rows, cols);
+  const std::vector<float> x = random_activations(n * cols);
+  std::vector<float> y(static_cast<size_t>(n * rows));
+  for (auto _ : state) {
+    if (tiles) {
+      matmul_int8(w, x.data(), n, y.data());
+    } else {
+      matvec_batch(w, x.data(), n, y.data());
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(tensor_type_name(type)) + (tiles ? " int8 tiles " : " matvec batch ") +
+                 std::string(simd_level_name(simd_level())));
+  state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void BM_RmsNorm(benchmark::State& state) {
   const int64_t n = state.range(0);
   const std::vector<float> x = random_activations(n), w = random_activations(n);
@@ -236,12 +258,22 @@ void matmul_args(benchmark::internal::Benchmark* b) {
   }
 }
 
+void decode_batch_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"type", "rows", "cols", "n", "tiles"});
+  for (int64_t type : {static_cast<int64_t>(TensorType::kQ8_0), static_cast<int64_t>(TensorType::kQ4_0)}) {
+    for (int64_t n : {1, 2, 4, 8, 16}) {
+      for (int64_t tiles : {0, 1}) b->Args({type, 4864, 896, n, tiles});
+    }
+  }
+}
+
 }  // namespace
 }  // namespace rag::nn
 
 BENCHMARK(rag::nn::BM_MemoryRead)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(rag::nn::BM_Matvec)->Apply(rag::nn::matvec_args)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(rag::nn::BM_Matmul)->Apply(rag::nn::matmul_args)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(rag::nn::BM_DecodeBatch)->Apply(rag::nn::decode_batch_args)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(rag::nn::BM_RmsNorm)->Arg(896)->Arg(4864);
 BENCHMARK(rag::nn::BM_Softmax)->Arg(896)->Arg(32768);
 BENCHMARK(rag::nn::BM_Swiglu)->Arg(4864);

@@ -219,48 +219,107 @@ inline __m512i unsigned_pair(const BlockQ4_0* w) {
   return _mm512_and_si512(ordered, _mm512_set1_epi8(0x0F));
 }
 
-template <typename Block>
-float avx512_dot_quantized(const Block* w, Q8Vector x, int64_t n, float offset) {
+// T tokens against one weight row: each weight pair is loaded and unpacked once and meets every token.
+// Token j's arithmetic is the same instruction sequence whatever T is, so a batch of matvecs gives the bits
+// of single ones (the engine's batched greedy decode then equals one stream's).
+template <typename Block, int T>
+void avx512_dot_quantized(const Block* w, const Q8Vector* x, int64_t n, float offset, float* out) {
   const int64_t blocks = n / kQuantBlock;
   const __m512i first_pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const __m512i second_pair = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  __m128 offsets = _mm_setzero_ps();
+  __m512 acc0[T], acc1[T];
+  __m128 offsets[T];
+#pragma GCC unroll 4
+  for (int j = 0; j < T; ++j) {
+    acc0[j] = _mm512_setzero_ps();
+    acc1[j] = _mm512_setzero_ps();
+    offsets[j] = _mm_setzero_ps();
+  }
   int64_t b = 0;
   for (; b + 4 <= blocks; b += 4) {
     const __m128 dw = block_scales4(w + b);
-    offsets = _mm_fmadd_ps(dw, _mm_loadu_ps(x.ds + b), offsets);
-    const __m512 scales = _mm512_castps128_ps512(_mm_mul_ps(dw, _mm_loadu_ps(x.d + b)));
-    const __m512i sum0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unsigned_pair(w + b),
-                                             _mm512_loadu_si512(x.qs + b * kQuantBlock));
-    const __m512i sum1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unsigned_pair(w + b + 2),
-                                             _mm512_loadu_si512(x.qs + (b + 2) * kQuantBlock));
-    acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(first_pair, scales), _mm512_cvtepi32_ps(sum0), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(second_pair, scales), _mm512_cvtepi32_ps(sum1), acc1);
-  }
-  __m128 offset_sum = _mm_add_ps(offsets, _mm_movehl_ps(offsets, offsets));
-  offset_sum = _mm_add_ss(offset_sum, _mm_movehdup_ps(offset_sum));
-  float result = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - offset * _mm_cvtss_f32(offset_sum);
-  if (b < blocks) {
-    const Q8Vector rest{x.qs + b * kQuantBlock, x.d + b, x.ds + b};
-    if constexpr (sizeof(Block) == sizeof(BlockQ8_0)) {
-      result += x86_dot_q8_0(w + b, rest, (blocks - b) * kQuantBlock);
-    } else {
-      result += x86_dot_q4_0(w + b, rest, (blocks - b) * kQuantBlock);
+    const __m512i w0 = unsigned_pair(w + b), w1 = unsigned_pair(w + b + 2);
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j) {
+      offsets[j] = _mm_fmadd_ps(dw, _mm_loadu_ps(x[j].ds + b), offsets[j]);
+      const __m512 scales = _mm512_castps128_ps512(_mm_mul_ps(dw, _mm_loadu_ps(x[j].d + b)));
+      const __m512i sum0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(x[j].qs + b * kQuantBlock));
+      const __m512i sum1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, _mm512_loadu_si512(x[j].qs + (b + 2) * kQuantBlock));
+      acc0[j] = _mm512_fmadd_ps(_mm512_permutexvar_ps(first_pair, scales), _mm512_cvtepi32_ps(sum0), acc0[j]);
+      acc1[j] = _mm512_fmadd_ps(_mm512_permutexvar_ps(second_pair, scales), _mm512_cvtepi32_ps(sum1), acc1[j]);
     }
   }
-  return result;
+#pragma GCC unroll 4
+  for (int j = 0; j < T; ++j) {
+    __m128 offset_sum = _mm_add_ps(offsets[j], _mm_movehl_ps(offsets[j], offsets[j]));
+    offset_sum = _mm_add_ss(offset_sum, _mm_movehdup_ps(offset_sum));
+    float result = _mm512_reduce_add_ps(_mm512_add_ps(acc0[j], acc1[j])) - offset * _mm_cvtss_f32(offset_sum);
+    if (b < blocks) {
+      const Q8Vector rest{x[j].qs + b * kQuantBlock, x[j].d + b, x[j].ds + b};
+      if constexpr (sizeof(Block) == sizeof(BlockQ8_0)) {
+        result += x86_dot_q8_0(w + b, rest, (blocks - b) * kQuantBlock);
+      } else {
+        result += x86_dot_q4_0(w + b, rest, (blocks - b) * kQuantBlock);
+      }
+    }
+    out[j] = result;
+  }
 }
 
-float avx512_dot_q8_0(const BlockQ8_0* w, Q8Vector x, int64_t n) { return avx512_dot_quantized(w, x, n, 128.0f); }
-float avx512_dot_q4_0(const BlockQ4_0* w, Q8Vector x, int64_t n) { return avx512_dot_quantized(w, x, n, 8.0f); }
+float avx512_dot_q8_0(const BlockQ8_0* w, Q8Vector x, int64_t n) {
+  float y;
+  avx512_dot_quantized<BlockQ8_0, 1>(w, &x, n, 128.0f, &y);
+  return y;
+}
+float avx512_dot_q4_0(const BlockQ4_0* w, Q8Vector x, int64_t n) {
+  float y;
+  avx512_dot_quantized<BlockQ4_0, 1>(w, &x, n, 8.0f, &y);
+  return y;
+}
+
+// Tokens in groups of 4 per row (4 × 2 accumulators stay in registers); a row's later groups read it from L1.
+constexpr int kMatvecTokens = 4;
+
+template <typename Block>
+void avx512_matvec_rows(const Block* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y, int64_t ldy,
+                        float offset) {
+  const int64_t blocks = x.k / kQuantBlock;
+  Q8Vector xs[kMatvecTokens];
+  float out[kMatvecTokens];
+  for (int64_t r = r0; r < r1; ++r) {
+    const Block* row = w + r * blocks;
+    for (int64_t t0 = 0; t0 < n; t0 += kMatvecTokens) {
+      const int64_t count = n - t0 < kMatvecTokens ? n - t0 : kMatvecTokens;
+      for (int64_t j = 0; j < count; ++j) {
+        const int64_t t = t0 + j;
+        xs[j] = Q8Vector{x.qs + t * x.k, x.d + t * blocks, x.ds + t * blocks};
+      }
+      switch (count) {
+        case 4: avx512_dot_quantized<Block, 4>(row, xs, x.k, offset, out); break;
+        case 3: avx512_dot_quantized<Block, 3>(row, xs, x.k, offset, out); break;
+        case 2: avx512_dot_quantized<Block, 2>(row, xs, x.k, offset, out); break;
+        default: avx512_dot_quantized<Block, 1>(row, xs, x.k, offset, out); break;
+      }
+      for (int64_t j = 0; j < count; ++j) y[(t0 + j) * ldy + r] = out[j];
+    }
+  }
+}
+
+void avx512_matvec_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y,
+                      int64_t ldy) {
+  if (type == TensorType::kQ8_0) {
+    avx512_matvec_rows(static_cast<const BlockQ8_0*>(w), r0, r1, x, n, y, ldy, 128.0f);
+  } else {
+    avx512_matvec_rows(static_cast<const BlockQ4_0*>(w), r0, r1, x, n, y, ldy, 8.0f);
+  }
+}
 
 }  // namespace
 
 const KernelTable kAvx512Kernels = {
     "avx512",        x86_dot_f32,        x86_dot_f16,        x86_dot_bf16,
     avx512_dot_q8_0, avx512_dot_q4_0,    x86_quantize_q8,    x86_row_to_f32,
-    avx512_matmul_q8, tile_scratch_bytes, true, x86_rms_norm,      x86_layer_norm,
+    avx512_matmul_q8, tile_scratch_bytes, true, avx512_matvec_q8, x86_rms_norm,      x86_layer_norm,
     x86_softmax,     x86_silu,           x86_swiglu,         x86_gelu,
     x86_gelu_tanh,   x86_add,            x86_mul,            x86_scale,
     x86_axpy,        x86_gemm_f32,

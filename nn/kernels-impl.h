@@ -54,6 +54,11 @@ struct KernelTable {
   int64_t (*matmul_q8_scratch_bytes)(int64_t cols);
   // Whether matmul_q8 beats converting to F32 for sgemm, so that matmul should take it.
   bool matmul_q8_preferred;
+  // The same product as n matvecs: y[t * ldy + r] for rows [r0, r1) and t in [0, n), each bit for bit what
+  // dot_q8_0 / dot_q4_0 give for that row and token, but each weight row is loaded once for all n tokens
+  // (batched decode: a few tokens, memory-bound like one).
+  void (*matvec_q8)(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y,
+                    int64_t ldy);
 
   void (*rms_norm)(const float* x, const float* weight, float* y, int64_t n, float eps);
   void (*layer_norm)(const float* x, const float* weight, const float* bias, float* y, int64_t n, float eps);

@@ -93,6 +93,11 @@ void matmul_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix 
 
 int64_t matmul_q8_scratch_bytes(int64_t cols) { return 0; }
 
+// Row by row, every token: a weight row stays in L1 while the tokens meet it.
+void matvec_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y, int64_t ldy) {
+  matmul_q8(type, w, r0, r1, x, n, y, ldy, nullptr);
+}
+
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) sum += x[i] * x[i];
@@ -174,7 +179,7 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
 
 const KernelTable kPortableKernels = {
     "portable", dot_f32,   dot_f16, dot_bf16, dot_q8_0, dot_q4_0,  quantize_q8, row_to_f32,
-    matmul_q8,  matmul_q8_scratch_bytes, false, rms_norm, layer_norm, softmax, silu, swiglu, gelu,
+    matmul_q8,  matmul_q8_scratch_bytes, false, matvec_q8, rms_norm, layer_norm, softmax, silu, swiglu, gelu,
     gelu_tanh,  add,       mul,     scale,    axpy,     gemm_f32,
 };
 

@@ -216,6 +216,22 @@ void x86_row_to_f32(TensorType type, const void* row, float* y, int64_t n) {
 
 [[maybe_unused]] int64_t x86_matmul_q8_rows_scratch(int64_t cols) { return 0; }
 
+// n matvecs row by row: each weight row, loaded once, meets every token while it sits in L1.
+[[maybe_unused]] void x86_matvec_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n,
+                                    float* y, int64_t ldy) {
+  const int64_t k = x.k;
+  const int64_t blocks = k / kQuantBlock;
+  const int64_t stride = blocks * static_cast<int64_t>(type == TensorType::kQ8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0));
+  for (int64_t r = r0; r < r1; ++r) {
+    const void* row = static_cast<const uint8_t*>(w) + r * stride;
+    for (int64_t t = 0; t < n; ++t) {
+      const Q8Vector xt{x.qs + t * k, x.d + t * blocks, x.ds + t * blocks};
+      y[t * ldy + r] = type == TensorType::kQ8_0 ? x86_dot_q8_0(static_cast<const BlockQ8_0*>(row), xt, k)
+                                                 : x86_dot_q4_0(static_cast<const BlockQ4_0*>(row), xt, k);
+    }
+  }
+}
+
 // exp(x) for float lanes: Cephes' range reduction and degree-5 polynomial (about 2 ulp). Below -87.3 the
 // result is 0 (exactly, so masked attention scores vanish) instead of a denormal; above 88 it saturates at
 // exp(88) rather than inf.

@@ -20,7 +20,11 @@
 // kernel, the int8 route ran at 67 GFLOP/s (Q8_0, 896×896) against 110 for dequant+sgemm, so there
 // quantized weights take sgemm too (OpenBLAS picks its own ISA, so on a real AVX2-only CPU the gap is
 // smaller). Batched decode, n = 8 at 4864×896: int8 tiles 0.45 ms (Q8_0) / 0.36 ms (Q4_0) against 8 matvecs
-// 0.74 ms and F32 sgemm 1.9 ms.
+// 0.74 ms and F32 sgemm 1.9 ms. The tile kernel repacks every weight it reads, a cost a few tokens do not
+// repay: matvec_batch (each weight row loaded once, shared by up to 4 tokens in registers) took, one core,
+// CPU time, Q8_0 4864×896 (bench/kernels BM_DecodeBatch), n = 2: 0.21 ms against tiles 0.51; n = 4: 0.33
+// against 0.54; n = 8: 0.63 against 0.62; n = 16: 1.35 against 0.99 (Q4_0 alike). So matmul takes it up to
+// kMatvecBatchTokens = 8 tokens, where it costs the same and rounds as matvec.
 //
 // Scratch: quantized activations and dequantized weight tiles live in thread-local buffers that grow to the
 // largest call and are reused, so a call allocates nothing once warmed up.
@@ -274,12 +278,32 @@ void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y) {
   }
 }
 
+void matvec_batch(const Weights& w, const float* x, int64_t n, float* y) {
+  check_weights(w, "matvec_batch");
+  if (n <= 0 || w.rows == 0) return;
+  if (!quantized(w.type)) {
+    for (int64_t t = 0; t < n; ++t) matvec(w, x + t * w.cols, y + t * w.rows);
+    return;
+  }
+  const KernelTable& k = kernels();
+  const QuantizedActivations q = activation_scratch(n, w.cols);
+  quantize_rows(k, x, n, w.cols, q);
+  const Q8Matrix xq{q.qs, q.d, q.ds, w.cols};
+  parallel_rows(w.rows, w.rows * w.cols * n, [&](int64_t r0, int64_t r1) {
+    k.matvec_q8(w.type, w.data, r0, r1, xq, n, y, w.rows);
+  });
+}
+
 void matmul(const Weights& w, const float* x, int64_t n, float* y) {
   check_weights(w, "matmul");
   if (n <= 0 || w.rows == 0) return;
   // One token gains nothing from sgemm or packed weight tiles; the matvec kernels read weights in place.
   if (n == 1) {
     matvec(w, x, y);
+    return;
+  }
+  if (quantized(w.type) && n <= kMatvecBatchTokens) {
+    matvec_batch(w, x, n, y);
     return;
   }
   switch (w.type) {
@@ -336,7 +360,9 @@ void matmul_multi(const Product* products, int64_t count, const float* x, int64_
   }
   const KernelTable& k = kernels();
   // Several tokens of float weights go through sgemm, which has its own threads: one call per matrix.
-  const bool int8_route = n == 1 || (all_quantized && k.matmul_q8_preferred);
+  // The routes are matmul's, so that the products round as separate matmul calls would.
+  const bool batch_route = n == 1 || (all_quantized && n <= kMatvecBatchTokens);
+  const bool int8_route = batch_route || (all_quantized && k.matmul_q8_preferred);
   if (!int8_route) {
     for (int64_t i = 0; i < count; ++i) matmul(products[i].w, x, n, products[i].y);
     return;
@@ -347,7 +373,7 @@ void matmul_multi(const Product* products, int64_t count, const float* x, int64_
     quantize_rows(k, x, n, cols, q);
   }
   const Q8Matrix xq{q.qs, q.d, q.ds, cols};
-  const auto scratch_bytes = n > 1 ? static_cast<size_t>(k.matmul_q8_scratch_bytes(cols)) : size_t{0};
+  const auto scratch_bytes = batch_route ? size_t{0} : static_cast<size_t>(k.matmul_q8_scratch_bytes(cols));
   // Rows [r0, r1) of the matrices laid end to end.
   parallel_rows(rows, rows * cols * n, [&](int64_t r0, int64_t r1) {
     int64_t base = 0;
@@ -356,7 +382,9 @@ void matmul_multi(const Product* products, int64_t count, const float* x, int64_
       const int64_t a = std::max(r0, base) - base, b = std::min(r1, base + w.rows) - base;
       base += w.rows;
       if (a >= b) continue;
-      if (n == 1) {
+      if (batch_route && quantized(w.type)) {
+        k.matvec_q8(w.type, w.data, a, b, xq, n, products[i].y, w.rows);
+      } else if (batch_route) {  // one token of float weights
         dot_rows(k, w, x, Q8Vector{q.qs, q.d, q.ds}, products[i].y, a, b);
       } else {
         thread_local Scratch scratch;

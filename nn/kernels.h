@@ -52,11 +52,18 @@ void matmul(const Weights& w, const float* x, int64_t n, float* y);
 // matmul_dequantized elsewhere (at the AVX2 level the int8 route ran at 0.6× sgemm's speed).
 void matmul_int8(const Weights& w, const float* x, int64_t n, float* y);
 void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y);
+// n matvecs at once (Q8_0 and Q4_0; other types loop over matvec): Y as matmul, and every value bit for bit
+// what matvec gives for its row of X, while each weight row is read from memory once for all n. matmul
+// takes it for up to kMatvecBatchTokens rows of X (batched decode: a few tokens stay memory-bound like one,
+// where the tile kernel would repack every weight), so a decode batch rounds exactly as single decodes do.
+void matvec_batch(const Weights& w, const float* x, int64_t n, float* y);
+inline constexpr int64_t kMatvecBatchTokens = 8;
 
 // Several products of the same activations, as a layer's Q, K and V or its MLP gate and up: Y_i = X · W_iᵀ
 // for each product i (X is n × cols, all W_i have `cols` columns; Y_i is n × W_i.rows). Equals separate
-// matmul calls, but the activations are quantized once and, for one token or the int8 route, all rows of
-// all matrices share one parallel region (a decode step otherwise pays a fork and join per matrix).
+// matmul calls (bit for bit, routes included), but the activations are quantized once and, for one token,
+// a matvec batch or the int8 route, all rows of all matrices share one parallel region (a decode step
+// otherwise pays a fork and join per matrix).
 struct Product {
   Weights w;
   float* y = nullptr;

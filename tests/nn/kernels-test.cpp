@@ -185,6 +185,48 @@ TEST_F(KernelsTest, MatmulEqualsSeparateMatvecs) {
   }
 }
 
+// The decode batch route: every value bit for bit what matvec gives for its token, at every level (the
+// AVX-512 kernel shares each weight load among up to 4 tokens; the others loop), for block counts that
+// leave a tail past the kernels' groups of 4 blocks, token counts across those groups of 4, and enough
+// rows for the parallel split; matmul takes this route up to kMatvecBatchTokens tokens, matmul_multi too.
+TEST_F(KernelsTest, MatvecBatchEqualsMatvecsBitForBit) {
+  for (SimdLevel level : available_levels()) {
+    set_simd_level(level);
+    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kF16}) {
+      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{3, 96}, {5, 160}, {257, 128}, {9, 4096 + 32}}) {
+        const TestMatrix m = make_matrix(type, rows, cols, static_cast<uint32_t>(rows * 3 + cols));
+        for (int64_t n : {1, 2, 3, 4, 5, 7, 8, 9}) {
+          SCOPED_TRACE(testing::Message() << simd_level_name(level) << " " << tensor_type_name(type) << " "
+                                          << rows << "x" << cols << " n=" << n);
+          const std::vector<float> x = random_floats(n * cols, static_cast<uint32_t>(n * 31 + cols));
+          std::vector<float> batch(static_cast<size_t>(n * rows), NAN), product(batch.size(), NAN);
+          std::vector<float> single(batch.size(), NAN);
+          matvec_batch(m.weights(), x.data(), n, batch.data());
+          matmul(m.weights(), x.data(), n, product.data());
+          for (int64_t t = 0; t < n; ++t) matvec(m.weights(), x.data() + t * cols, single.data() + t * rows);
+          ASSERT_EQ(std::memcmp(batch.data(), single.data(), batch.size() * sizeof(float)), 0);
+          if (is_quantized(type) && n <= kMatvecBatchTokens) {
+            ASSERT_EQ(std::memcmp(product.data(), single.data(), batch.size() * sizeof(float)), 0);
+          }
+        }
+      }
+    }
+    const int64_t cols = 256, n = 3;
+    const TestMatrix a = make_matrix(TensorType::kQ8_0, 40, cols, 1), b = make_matrix(TensorType::kQ4_0, 24, cols, 2);
+    const std::vector<float> x = random_floats(n * cols, 11);
+    std::vector<float> ya(static_cast<size_t>(n * a.rows)), yb(static_cast<size_t>(n * b.rows));
+    std::vector<float> wa(ya.size()), wb(yb.size());
+    const Product products[] = {{a.weights(), ya.data()}, {b.weights(), yb.data()}};
+    matmul_multi(products, 2, x.data(), n);
+    for (int64_t t = 0; t < n; ++t) {
+      matvec(a.weights(), x.data() + t * cols, wa.data() + t * a.rows);
+      matvec(b.weights(), x.data() + t * cols, wb.data() + t * b.rows);
+    }
+    EXPECT_EQ(std::memcmp(ya.data(), wa.data(), ya.size() * sizeof(float)), 0) << simd_level_name(level);
+    EXPECT_EQ(std::memcmp(yb.data(), wb.data(), yb.size() * sizeof(float)), 0) << simd_level_name(level);
+  }
+}
+
 // matmul_multi against one matmul per product: all-quantized and mixed sets, one token and several, with
 // enough rows for the parallel split to cut inside and across matrices; a product with other columns is
 // refused before anything runs.
