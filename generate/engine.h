@@ -59,11 +59,16 @@
 //      seeded per request, penalties, stop tokens and strings, repetition, max_tokens, context length;
 //      then enters newly filled blocks in the prefix cache. Ended sequences release their blocks at once
 //      and their completion is fulfilled from the engine thread.
-// Results do not depend on what else is in a batch beyond float rounding: a batch of several tokens goes
-// through matrix-matrix kernels that round differently from one token's matrix-vector product (for Q8_0
-// and Q4_0 the int8 tile kernel or sgemm versus the int8 dot products of matvec). On models with near-tied
-// logits (random test weights) a greedy token may then differ; one sequence at a time (max_sequences 1)
-// with its prompt in one step (step_tokens at least its length) gives exactly the tokens of generate().
+// Results do not depend on what else is in a batch beyond float rounding, and for Q8_0 and Q4_0 weights not
+// even that in the common case: a step's decode tokens take the matrix-vector kernels apart from its prompt
+// chunks (Model::forward), and up to nn::kMatvecBatchTokens of them round exactly as one token's matvec;
+// a prompt run in one step takes the matrix-matrix kernels as generate() does when it is longer than
+// kMatvecBatchTokens; logits of up to kMatvecBatchTokens sequences per step round as one's. So greedy
+// tokens equal generate()'s bit for bit with at most kMatvecBatchTokens sequences running, prompts longer
+// than that, and no chunked prefill. Beyond that (more sequences, float weights through sgemm, a prompt
+// split across steps) rounding differs and, on models with near-tied logits (random test weights), a
+// greedy token may differ; one sequence at a time (max_sequences 1) with its prompt in one step
+// (step_tokens at least its length) always gives exactly the tokens of generate().
 //
 // Limits per request: max_tokens and the stop conditions are checked after every token; a deadline is the
 // caller's: wait_for() on the completion, then cancel(id).

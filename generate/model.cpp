@@ -326,8 +326,22 @@ void Model::forward(const Batch& b, ForwardScratch& s, std::vector<float>& logit
   s.rope.resize(static_cast<size_t>(n * c.rope_dims));
   for (int64_t t = 0; t < n; ++t) rope_angles(c, b.positions[static_cast<size_t>(t)], s.rope.data() + t * c.rope_dims);
 
-  // One token takes the matrix-vector kernels (decode is bound by memory bandwidth); several take the
-  // matrix-matrix ones, which load each weight block once per tile of tokens (prefill).
+  // The batch in at most two parts that take their kernels apart: first the tokens that are alone of their
+  // sequence in the batch (decode steps: the engine puts them first), then the rest (prompt chunks). So a
+  // decode token meets the matrix-vector kernels (matvec, or matvec_batch for up to kMatvecBatchTokens of
+  // them, which round exactly as matvec does) even beside a prefill, and rounds as generate()'s decode;
+  // prompt chunks meet the matrix-matrix kernels as they would alone. Each part's products share their
+  // parallel regions; a step holding both pays for reading the weights twice.
+  int64_t alone = 0;
+  auto sequence_at = [&](int64_t t) { return b.kv[static_cast<size_t>(t)]; };
+  while (alone < n && (alone == 0 || sequence_at(alone - 1) != sequence_at(alone)) &&
+         (alone + 1 == n || sequence_at(alone + 1) != sequence_at(alone)))
+    ++alone;
+  const int64_t split = alone < n ? alone : 0;  // 0: one part, [0, n)
+  auto for_parts = [&](auto&& f) {
+    if (split > 0) f(int64_t{0}, split);
+    f(split, n - split);
+  };
   auto product = [](const nn::Weights& w, const float* in, float* out, int64_t rows) {
     if (rows == 1) {
       nn::matvec(w, in, out);
@@ -346,8 +360,11 @@ void Model::forward(const Batch& b, ForwardScratch& s, std::vector<float>& logit
     for_each_token(n, dim, [&](int64_t t) {
       nn::rms_norm(s.x.data() + t * dim, w.attn_norm.data(), s.h.data() + t * dim, dim, c.rms_eps);
     });
-    const nn::Product qkv[] = {{w.wq, s.q.data()}, {w.wk, s.k.data()}, {w.wv, s.v.data()}};
-    nn::matmul_multi(qkv, 3, s.h.data(), n);
+    for_parts([&](int64_t t0, int64_t count) {
+      const nn::Product qkv[] = {
+          {w.wq, s.q.data() + t0 * q_dim}, {w.wk, s.k.data() + t0 * kv_dim}, {w.wv, s.v.data() + t0 * kv_dim}};
+      nn::matmul_multi(qkv, 3, s.h.data() + t0 * dim, count);
+    });
     for_each_token(n, q_dim + 2 * kv_dim, [&](int64_t t) {
       float* q = s.q.data() + t * q_dim;
       float* k = s.k.data() + t * kv_dim;
@@ -362,18 +379,24 @@ void Model::forward(const Batch& b, ForwardScratch& s, std::vector<float>& logit
       std::copy_n(s.v.data() + t * kv_dim, kv_dim, kv.value(l, pos));
     });
     attention(b, l, s);
-    product(w.wo, s.attn.data(), s.h.data(), n);
+    for_parts([&](int64_t t0, int64_t count) {
+      product(w.wo, s.attn.data() + t0 * q_dim, s.h.data() + t0 * dim, count);
+    });
     for_each_token(n, dim, [&](int64_t t) {
       float* x = s.x.data() + t * dim;
       nn::add(x, s.h.data() + t * dim, x, dim);
       nn::rms_norm(x, w.ffn_norm.data(), s.h.data() + t * dim, dim, c.rms_eps);
     });
-    const nn::Product gate_up[] = {{w.gate, s.ff_gate.data()}, {w.up, s.ff_up.data()}};
-    nn::matmul_multi(gate_up, 2, s.h.data(), n);
+    for_parts([&](int64_t t0, int64_t count) {
+      const nn::Product gate_up[] = {{w.gate, s.ff_gate.data() + t0 * ff}, {w.up, s.ff_up.data() + t0 * ff}};
+      nn::matmul_multi(gate_up, 2, s.h.data() + t0 * dim, count);
+    });
     for_each_token(n, ff, [&](int64_t t) {
       nn::swiglu(s.ff_gate.data() + t * ff, s.ff_up.data() + t * ff, s.ff_gate.data() + t * ff, ff);
     });
-    product(w.down, s.ff_gate.data(), s.h.data(), n);
+    for_parts([&](int64_t t0, int64_t count) {
+      product(w.down, s.ff_gate.data() + t0 * ff, s.h.data() + t0 * dim, count);
+    });
     for_each_token(n, dim, [&](int64_t t) { nn::add(s.x.data() + t * dim, s.h.data() + t * dim, s.x.data() + t * dim, dim); });
   }
   for (int64_t t = 0; t < n; ++t) {

@@ -8,6 +8,9 @@
 #include <condition_variable>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <future>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -130,6 +133,60 @@ TEST(PagedKv, ChunkedPrefillEqualsOnePass) {
   BlockPool pool2(model->config().kv_layout(), 12);
   KvBlocks chunked = scattered_blocks(pool2, 80);
   expect_close(run_in_chunks(*model, chunked, tokens, 7), run_in_chunks(*model, one, tokens, 0));
+}
+
+// A step holding several sequences' decode tokens and a prompt chunk gives every sequence, bit for bit, the
+// logits of its pass alone, with Q8_0 and Q4_0 weights: decode tokens take the matrix-vector kernels (up to
+// nn::kMatvecBatchTokens of them round as one matvec each), the prompt the matrix-matrix ones as alone.
+TEST(PagedKv, BatchedDecodeLogitsEqualPassesAloneBitForBit) {
+  for (nn::TensorType type : {nn::TensorType::kQ8_0, nn::TensorType::kQ4_0}) {
+    SCOPED_TRACE(nn::tensor_type_name(type));
+    rag::test::TempDir dir;
+    TinySpec spec = engine_spec();
+    spec.type = type;
+    auto model = load(spec, dir);
+    const KvLayout layout = model->config().kv_layout();
+    const auto vocab = static_cast<size_t>(model->config().vocab_size);
+    constexpr int kDecoders = 4;
+    std::vector<std::unique_ptr<KvCache>> alone, batched;
+    Batch batch;
+    for (int i = 0; i < kDecoders; ++i) {
+      const auto prompt = random_prompt(static_cast<size_t>(10 + 5 * i), 40 + static_cast<uint32_t>(i));
+      for (auto* caches : {&alone, &batched}) {
+        caches->push_back(std::make_unique<KvCache>(layout, 64));
+        run_in_chunks(*model, caches->back()->blocks(), prompt, 0);
+      }
+      batch.tokens.push_back(5 + i);
+      batch.positions.push_back(static_cast<int64_t>(prompt.size()));
+      batch.kv.push_back(&batched.back()->blocks());
+      batch.want_logits.push_back(1);
+    }
+    const auto newcomer = random_prompt(21, 50);
+    KvCache newcomer_batched(layout, 64), newcomer_alone(layout, 64);
+    for (size_t p = 0; p < newcomer.size(); ++p) {
+      batch.tokens.push_back(newcomer[p]);
+      batch.positions.push_back(static_cast<int64_t>(p));
+      batch.kv.push_back(&newcomer_batched.blocks());
+      batch.want_logits.push_back(p + 1 == newcomer.size());
+    }
+    ForwardScratch scratch;
+    std::vector<float> logits, single;
+    model->forward(batch, scratch, logits);
+    ASSERT_EQ(logits.size(), (kDecoders + 1) * vocab);
+    for (int i = 0; i < kDecoders; ++i) {
+      const Batch one{{5 + i}, {batch.positions[static_cast<size_t>(i)]}, {&alone[static_cast<size_t>(i)]->blocks()}, {1}};
+      model->forward(one, scratch, single);
+      EXPECT_EQ(std::memcmp(single.data(), logits.data() + static_cast<size_t>(i) * vocab, vocab * sizeof(float)), 0)
+          << "decoder " << i;
+    }
+    // Alone as generate() runs a prompt: logits of its last token only.
+    Batch prompt{newcomer, {}, std::vector<KvBlocks*>(newcomer.size(), &newcomer_alone.blocks()),
+                 std::vector<uint8_t>(newcomer.size(), 0)};
+    for (size_t p = 0; p < newcomer.size(); ++p) prompt.positions.push_back(static_cast<int64_t>(p));
+    prompt.want_logits.back() = 1;
+    model->forward(prompt, scratch, single);
+    EXPECT_EQ(std::memcmp(single.data(), logits.data() + kDecoders * vocab, vocab * sizeof(float)), 0);
+  }
 }
 
 TEST(Engine, OneRequestEqualsGenerate) {
@@ -337,6 +394,43 @@ TEST(Engine, ConcurrentRequestsEqualSequentialGenerate) {
   }
   expect_all_blocks_released(engine);
   EXPECT_LT(engine.stats().steps, engine.stats().tokens_generated);  // sequences did share passes
+}
+
+// Greedy decoding of quantized weights in a shared batch gives exactly the tokens of generate(): random
+// weights leave near-tied logits, so a batch that rounded differently from one stream would change some.
+// Prompts are longer than nn::kMatvecBatchTokens (so they take the matrix-matrix kernels alone too) and at
+// most that many sequences decode together. Callbacks wait until every request is in, so they share steps.
+TEST(Engine, ConcurrentGreedyOnQuantizedWeightsEqualsGenerate) {
+  for (nn::TensorType type : {nn::TensorType::kQ8_0, nn::TensorType::kQ4_0}) {
+    SCOPED_TRACE(nn::tensor_type_name(type));
+    rag::test::TempDir dir;
+    TinySpec spec = engine_spec();
+    spec.type = type;
+    auto model = load(spec, dir);
+    Engine engine(model, EngineOptions{.kv_memory_bytes = 100 * block_bytes(*model), .step_tokens = 64,
+                                       .max_sequences = 6});
+    constexpr int kRequests = 6;
+    std::promise<void> submitted;
+    std::shared_future<void> all_in = submitted.get_future().share();
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<Submission> running;
+    for (int i = 0; i < kRequests; ++i) {
+      prompts.push_back(random_prompt(static_cast<size_t>(9 + 4 * i), 200 + static_cast<uint32_t>(i)));
+      Request r = request(prompts.back(), free_run(30));
+      r.on_token = [all_in](int32_t, std::string_view) {
+        all_in.wait();
+        return true;
+      };
+      running.push_back(engine.submit(std::move(r)));
+    }
+    submitted.set_value();
+    for (int i = 0; i < kRequests; ++i) {
+      SCOPED_TRACE(i);
+      const Completion done = running[static_cast<size_t>(i)].completion.get();
+      EXPECT_EQ(done.generation.tokens, generate(*model, prompts[static_cast<size_t>(i)], free_run(30)).tokens);
+    }
+    EXPECT_LT(engine.stats().steps, engine.stats().tokens_generated);  // sequences did share passes
+  }
 }
 
 // A pool of 7 blocks (112 positions) for sequences of up to 4-5 blocks each: admission waits, decoding runs
