@@ -24,12 +24,16 @@ CommandSpec ingest_spec() {
           "PATH...",
           "Ingests folders and files: parses them (PDF, HTML, Markdown, text), chunks them and indexes the\n"
           "chunks. Re-ingesting skips unchanged files, replaces changed ones and removes files that are gone.\n"
-          "Files that fail are recorded with their reason; the exit status is then 3.\n"
-          "Exit status: 0 ok, 1 failed, 2 bad arguments, 3 completed with failures, 75 data dir locked.",
+          "Files that fail are recorded with their reason; the exit status is then 3. Queries see the changes of\n"
+          "one run all at once, when it publishes its new index generation (older ones: see --keep).\n"
+          "Exit status: 0 ok, 1 failed (the live generation is untouched), 2 bad arguments, 3 completed with\n"
+          "failures, 75 another writer (ingest or rebuild) holds the data dir's lock.",
           {data_option(),
            {"acl", "PRINCIPAL", "readers of documents without a .ragacl, e.g. group:eng", true},
            {"max-file-mb", "N", "skip (and record as failed) files larger than N MiB (default 100)"},
-           {"wait", "", "wait for another ingest to finish instead of failing at once"},
+           {"wait", "", "wait for another writer to finish instead of exiting with 75"},
+           {"keep", "N", "index generations to keep, the live one included (default 3, at least 2)"},
+           {"log", "FILE", "also append log lines to FILE"},
            {"prune", "", "remove documents whose files are gone (default: on for roots ingested before)"},
            {"no-prune", "", "keep documents whose files are gone"},
            {"threads", "N", "parser threads (default: one per core)"},
@@ -37,7 +41,7 @@ CommandSpec ingest_spec() {
            {"reembed", "", "re-embed every chunk with --embed-model (to switch models); PATH optional"},
            {"vector-index", "KIND", "vector index: auto (default: flat, HNSW above 100k chunks), flat, hnsw, ivf"},
            {"json", "", "print one JSON summary object on stdout"},
-           {"quiet", "", "no progress display"}}};
+           {"quiet", "", "print nothing on success (failures, warnings and errors still go to stderr)"}}};
 }
 
 std::string mb(int64_t bytes) { return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6); }
@@ -96,7 +100,7 @@ nlohmann::json summary_json(const index::IngestSummary& s) {
   for (const auto& f : s.failures) failures.push_back({{"path", f.path}, {"reason", f.reason}});
   return {{"new", s.new_files},   {"updated", s.updated}, {"unchanged", s.unchanged}, {"removed", s.removed},
           {"failed", s.failed},   {"chunks", s.chunks},   {"pages", s.pages},         {"bytes", s.bytes},
-          {"embedded", s.embedded}, {"vectors", s.vectors},
+          {"embedded", s.embedded}, {"vectors", s.vectors}, {"generation", s.generation},
           {"files", s.files},     {"seconds", s.seconds}, {"failures", failures}};
 }
 
@@ -121,6 +125,9 @@ int cmd_ingest(int argc, char** argv) {
   options.acl = args.get_all("acl");
   options.max_file_bytes = args.get_int("max-file-mb", 100, 1, kMaxFileMb) << 20;
   options.wait_for_lock = args.has("wait");
+  options.keep_generations = static_cast<int>(args.get_int("keep", index::kDefaultKeepGenerations, 2, 1000));
+  if (args.has("quiet")) quiet_stderr_log();
+  if (args.has("log")) add_log_file(args.get("log"));
   if (args.has("prune")) options.prune = true;
   if (args.has("no-prune")) options.prune = false;
   options.threads = static_cast<int>(args.get_int("threads", 0, 0, 1024));
@@ -151,8 +158,9 @@ int cmd_ingest(int argc, char** argv) {
   if (json) {
     std::printf("%s\n", summary_json(s).dump().c_str());
   } else {
-    if (!args.has("quiet"))
-      for (const auto& f : s.failures) std::fprintf(stderr, "failed: %s\n", f.reason.c_str());
+    for (const auto& f : s.failures) std::fprintf(stderr, "failed: %s\n", f.reason.c_str());
+  }
+  if (!json && !args.has("quiet")) {
     std::printf("ingested into %s: %lld new, %lld updated, %lld unchanged, %lld removed, %lld failed; %lld chunks, "
                 "%lld pages, %s in %.2f s (%.1f files/s)\n",
                 data.c_str(), static_cast<long long>(s.new_files), static_cast<long long>(s.updated),

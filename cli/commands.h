@@ -16,8 +16,10 @@ int cmd_generate(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_ingest(int argc, char** argv);
 int cmd_model(int argc, char** argv);
+int cmd_rebuild(int argc, char** argv);
 int cmd_search(int argc, char** argv);
 int cmd_serve(int argc, char** argv);
+int cmd_verify(int argc, char** argv);
 // `rag model` subcommands (cli/model-*.cpp):
 int cmd_model_embed(int argc, char** argv);
 int cmd_model_import_llama2c(int argc, char** argv);

@@ -1,5 +1,6 @@
 // `rag`: one binary, one subcommand per job. Errors from any stage are caught here and printed as one
 // line that says what to do; nothing escapes as a crash.
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string_view>
@@ -29,8 +30,10 @@ constexpr Command kCommands[] = {
     {"generate", rag::cli::cmd_generate, "continue a prompt with the generator model, streaming the text"},
     {"ingest", rag::cli::cmd_ingest, "ingest folders and files: parse, chunk, index; skips unchanged files"},
     {"model", rag::cli::cmd_model, "inspect, convert, quantize and tokenize with GGUF models"},
+    {"rebuild", rag::cli::cmd_rebuild, "build a new index generation from the catalog and switch to it atomically"},
     {"search", rag::cli::cmd_search, "hybrid (BM25 + vector) search over the ingested chunks, filtered by --as"},
     {"serve", rag::cli::cmd_serve, "the HTTP service: ask, search, OpenAI-compatible chat and embeddings, metrics"},
+    {"verify", rag::cli::cmd_verify, "check that catalog, keyword and vector indexes agree; --repair restores them"},
     {"version", cmd_version, "print the version"},
 };
 
@@ -43,6 +46,8 @@ void print_help() {
 
 int main(int argc, char** argv) {
   rag::init_logging();
+  // A file-size limit (RLIMIT_FSIZE, a quota) must fail the write with EFBIG and a clear error, not kill us.
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
       std::strcmp(argv[1], "help") == 0) {
     print_help();

@@ -11,6 +11,11 @@
 //             'embedder_identity', 'embedder_dim', 'embedder_path', 'vector_index_kind' (index.h)
 //   chunk_vectors(chunk_id → chunks ON DELETE CASCADE, vector BLOB: embedder_dim little-endian float32)
 //             (schema 2; the FAISS file of a generation is derived from it)
+//   chunks.created_change, chunks.removed_change, documents.removed_change (schema 3): the change counter of
+//             the transaction that created / removed the row; removed_change NULL = live. Removal is soft so
+//             that a published generation, which reflects the catalog at one change counter, can still hydrate
+//             its chunks while a writer prepares the next one; purge_removed() deletes the rows once no kept
+//             generation reflects a counter before their removal.
 // Ids use AUTOINCREMENT so a deleted chunk's id is never handed out again (chunk id = Xapian docid).
 //
 // A writer opens with WAL, busy_timeout, foreign keys and synchronous=NORMAL (durable at checkpoints, never
@@ -104,6 +109,14 @@ CREATE TABLE chunk_vectors (
 UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)
   WHERE key = 'change_counter' AND EXISTS (SELECT 1 FROM documents);
 )sql",
+    // 3: soft removal, stamped with change counters (index generations, see the top of this file).
+    R"sql(
+ALTER TABLE chunks ADD COLUMN created_change INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE chunks ADD COLUMN removed_change INTEGER;
+ALTER TABLE documents ADD COLUMN removed_change INTEGER;
+CREATE INDEX chunks_removed ON chunks(removed_change) WHERE removed_change IS NOT NULL;
+CREATE INDEX chunks_created ON chunks(created_change);
+)sql",
 };
 static_assert(std::size(kMigrations) == Catalog::kSchemaVersion);
 
@@ -170,7 +183,7 @@ class Statement {
 
 constexpr const char* kDocumentColumns =
     "id, root, path, type, title, size, mtime_ns, content_hash, status, coalesce(error, ''), page_count, "
-    "chunk_count, ingested_at";
+    "chunk_count, ingested_at, coalesce(removed_change, 0)";
 
 DocumentRecord read_document(const Statement& s) {
   DocumentRecord d;
@@ -187,6 +200,7 @@ DocumentRecord read_document(const Statement& s) {
   d.page_count = static_cast<int>(s.int64(10));
   d.chunk_count = static_cast<int>(s.int64(11));
   d.ingested_at = s.int64(12);
+  d.removed_change = s.int64(13);
   return d;
 }
 
@@ -213,6 +227,7 @@ struct Catalog::Impl {
   sqlite3* db = nullptr;
   bool in_transaction = false;
   int64_t changes_at_begin = 0;
+  int64_t next_change = 0;  // the change counter the open transaction commits as (stamps rows it touches)
 
   // Prepared statements of the write path, by their SQL text's address (string literals only).
   std::unordered_map<const char*, std::unique_ptr<Statement>> statements;
@@ -318,7 +333,7 @@ std::optional<DocumentRecord> Catalog::document(int64_t doc_id) const {
 }
 
 std::optional<DocumentRecord> Catalog::document_by_path(const std::string& path) const {
-  Statement s(impl_->db, impl_->path, fmt::format("SELECT {} FROM documents WHERE path = ?", kDocumentColumns).c_str());
+  Statement s(impl_->db, impl_->path, fmt::format("SELECT {} FROM documents WHERE path = ? AND removed_change IS NULL", kDocumentColumns).c_str());
   s.bind(1, path);
   return impl_->one_document(s);
 }
@@ -327,7 +342,8 @@ std::vector<DocumentRecord> Catalog::documents_under(const std::string& root) co
   // A range scan on the UNIQUE path index: root itself, then everything in [root + "/", root + "0"), since
   // '0' is the byte after '/'.
   Statement s(impl_->db, impl_->path,
-              fmt::format("SELECT {} FROM documents WHERE path = ?1 OR (path >= ?2 AND path < ?3) ORDER BY path",
+              fmt::format("SELECT {} FROM documents WHERE (path = ?1 OR (path >= ?2 AND path < ?3)) AND removed_change IS "
+                          "NULL ORDER BY path",
                           kDocumentColumns)
                   .c_str());
   std::string base = root;
@@ -339,7 +355,8 @@ std::vector<DocumentRecord> Catalog::documents_under(const std::string& root) co
   while (s.step()) out.push_back(read_document(s));
   Statement acl(impl_->db, impl_->path,
                 "SELECT a.doc_id, a.principal FROM acl_entries a JOIN documents d ON d.id = a.doc_id "
-                "WHERE d.path = ?1 OR (d.path >= ?2 AND d.path < ?3) ORDER BY a.doc_id, a.principal");
+                "WHERE (d.path = ?1 OR (d.path >= ?2 AND d.path < ?3)) AND d.removed_change IS NULL "
+                "ORDER BY a.doc_id, a.principal");
   acl.bind(1, base).bind(2, low).bind(3, high);
   std::unordered_map<int64_t, std::vector<std::string>> by_doc;
   while (acl.step()) by_doc[acl.int64(0)].push_back(acl.text(1));
@@ -357,7 +374,8 @@ std::optional<ChunkRecord> Catalog::chunk(int64_t chunk_id) const {
 
 std::vector<ChunkRecord> Catalog::chunks_of(int64_t doc_id) const {
   Statement s(impl_->db, impl_->path,
-              fmt::format("SELECT {} FROM chunks WHERE doc_id = ? ORDER BY ordinal", kChunkColumns).c_str());
+              fmt::format("SELECT {} FROM chunks WHERE doc_id = ? AND removed_change IS NULL ORDER BY ordinal",
+                          kChunkColumns).c_str());
   s.bind(1, doc_id);
   std::vector<ChunkRecord> out;
   while (s.step()) out.push_back(read_chunk(s));
@@ -365,7 +383,7 @@ std::vector<ChunkRecord> Catalog::chunks_of(int64_t doc_id) const {
 }
 
 std::vector<int64_t> Catalog::chunk_ids_of(int64_t doc_id) const {
-  Statement& s = impl_->cached("SELECT id FROM chunks WHERE doc_id = ? ORDER BY ordinal");
+  Statement& s = impl_->cached("SELECT id FROM chunks WHERE doc_id = ? AND removed_change IS NULL ORDER BY ordinal");
   s.bind(1, doc_id);
   std::vector<int64_t> out;
   while (s.step()) out.push_back(s.int64(0));
@@ -373,8 +391,31 @@ std::vector<int64_t> Catalog::chunk_ids_of(int64_t doc_id) const {
   return out;
 }
 
-int64_t Catalog::document_count() const { return impl_->scalar("SELECT count(*) FROM documents"); }
-int64_t Catalog::chunk_count() const { return impl_->scalar("SELECT count(*) FROM chunks"); }
+int64_t Catalog::document_count() const {
+  return impl_->scalar("SELECT count(*) FROM documents WHERE removed_change IS NULL");
+}
+int64_t Catalog::chunk_count() const { return impl_->scalar("SELECT count(*) FROM chunks WHERE removed_change IS NULL"); }
+
+void Catalog::chunk_changes_since(int64_t change, std::vector<int64_t>& removed, std::vector<int64_t>& added) const {
+  Statement r(impl_->db, impl_->path,
+              "SELECT id FROM chunks WHERE created_change <= ?1 AND removed_change > ?1 ORDER BY id");
+  r.bind(1, change);
+  while (r.step()) removed.push_back(r.int64(0));
+  Statement a(impl_->db, impl_->path,
+              "SELECT id FROM chunks WHERE created_change > ?1 AND removed_change IS NULL ORDER BY id");
+  a.bind(1, change);
+  while (a.step()) added.push_back(a.int64(0));
+}
+
+std::vector<int64_t> Catalog::chunk_ids_live_at(int64_t change) const {
+  Statement s(impl_->db, impl_->path,
+              "SELECT id FROM chunks WHERE created_change <= ?1 AND (removed_change IS NULL OR removed_change > ?1) "
+              "ORDER BY id");
+  s.bind(1, change);
+  std::vector<int64_t> out;
+  while (s.step()) out.push_back(s.int64(0));
+  return out;
+}
 
 bool Catalog::has_root(const std::string& root) const {
   Statement s(impl_->db, impl_->path, "SELECT 1 FROM roots WHERE path = ?");
@@ -398,7 +439,7 @@ void Catalog::for_each_chunk(const std::function<void(const ChunkRecord&, const 
               "SELECT c.id, c.doc_id, c.ordinal, c.text, c.heading_path, c.page, c.byte_begin, c.byte_end, "
               "d.id, d.root, d.path, d.type, d.title, d.size, d.mtime_ns, d.content_hash, d.status, "
               "coalesce(d.error, ''), d.page_count, d.chunk_count, d.ingested_at "
-              "FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.doc_id, c.id");
+              "FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.removed_change IS NULL ORDER BY c.doc_id, c.id");
   DocumentRecord doc;
   while (s.step()) {
     ChunkRecord chunk = read_chunk(s, 0);
@@ -429,7 +470,10 @@ std::optional<std::string> Catalog::meta(const std::string& key) const {
   return s.text(0);
 }
 
-int64_t Catalog::vector_count() const { return impl_->scalar("SELECT count(*) FROM chunk_vectors"); }
+int64_t Catalog::vector_count() const {
+  return impl_->scalar(
+      "SELECT count(*) FROM chunk_vectors v JOIN chunks c ON c.id = v.chunk_id WHERE c.removed_change IS NULL");
+}
 
 namespace {
 void check_vector_bytes(const std::string& path, int64_t chunk_id, size_t bytes, int dim) {
@@ -451,7 +495,8 @@ std::vector<float> Catalog::vector(int64_t chunk_id, int dim) const {
 }
 
 void Catalog::for_each_vector(int dim, const std::function<void(int64_t, const float*)>& visit) const {
-  Statement s(impl_->db, impl_->path, "SELECT chunk_id, vector FROM chunk_vectors ORDER BY chunk_id");
+  Statement s(impl_->db, impl_->path, "SELECT v.chunk_id, v.vector FROM chunk_vectors v JOIN chunks c ON c.id = v.chunk_id "
+              "WHERE c.removed_change IS NULL ORDER BY v.chunk_id");
   std::vector<float> row(static_cast<size_t>(dim));
   while (s.step()) {
     int64_t id = s.int64(0);
@@ -465,7 +510,7 @@ void Catalog::for_each_vector(int dim, const std::function<void(int64_t, const f
 std::vector<int64_t> Catalog::chunk_ids_without_vector() const {
   Statement s(impl_->db, impl_->path,
               "SELECT c.id FROM chunks c LEFT JOIN chunk_vectors v ON v.chunk_id = c.id WHERE v.chunk_id IS NULL "
-              "ORDER BY c.id");
+              "AND c.removed_change IS NULL ORDER BY c.id");
   std::vector<int64_t> out;
   while (s.step()) out.push_back(s.int64(0));
   return out;
@@ -523,6 +568,7 @@ void Catalog::begin() {
   impl_->exec("BEGIN IMMEDIATE");
   impl_->in_transaction = true;
   impl_->changes_at_begin = sqlite3_total_changes64(impl_->db);
+  impl_->next_change = change_counter() + 1;
 }
 
 void Catalog::commit() {
@@ -536,7 +582,9 @@ void Catalog::commit() {
 void Catalog::rollback() {
   if (!impl_->in_transaction) return;
   impl_->in_transaction = false;
-  impl_->exec("ROLLBACK");
+  // Called while another error propagates: SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR),
+  // and a failure here must not replace the error that says what went wrong.
+  if (!sqlite3_get_autocommit(impl_->db)) sqlite3_exec(impl_->db, "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
 void Catalog::add_root(const std::string& root) {
@@ -550,6 +598,13 @@ int64_t Catalog::put_document(const DocumentRecord& r) {
   RAG_ASSERT(r.status == "ok" || r.status == "error");
   int64_t id = r.id;
   if (id == 0) {
+    // A path removed earlier keeps its row (soft removal) until purged: the document comes back under it.
+    Statement& removed = impl_->cached("SELECT id FROM documents WHERE path = ? AND removed_change IS NOT NULL");
+    removed.bind(1, r.path);
+    if (removed.step()) id = removed.int64(0);
+    removed.reset();
+  }
+  if (id == 0) {
     Statement& s = impl_->cached(
         "INSERT INTO documents(root, path, type, title, size, mtime_ns, content_hash, status, error, "
         "page_count, chunk_count, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -561,8 +616,8 @@ int64_t Catalog::put_document(const DocumentRecord& r) {
   } else {
     Statement& s = impl_->cached(
         "UPDATE documents SET root = ?, path = ?, type = ?, title = ?, size = ?, mtime_ns = ?, "
-        "content_hash = ?, status = ?, error = ?, page_count = ?, chunk_count = ?, ingested_at = ? "
-        "WHERE id = ?");
+        "content_hash = ?, status = ?, error = ?, page_count = ?, chunk_count = ?, ingested_at = ?, "
+        "removed_change = NULL WHERE id = ?");
     s.bind(1, r.root).bind(2, r.path).bind(3, r.type).bind(4, r.title).bind(5, r.size).bind(6, r.mtime_ns);
     s.bind(7, r.content_hash).bind(8, r.status);
     if (r.error.empty()) s.bind_null(9); else s.bind(9, r.error);
@@ -580,17 +635,18 @@ std::vector<int64_t> Catalog::replace_chunks(int64_t doc_id, const std::vector<i
   impl_->require_writer();
   std::vector<int64_t> old = chunk_ids_of(doc_id);
   removed.insert(removed.end(), old.begin(), old.end());
-  Statement& clear = impl_->cached("DELETE FROM chunks WHERE doc_id = ?");
-  clear.bind(1, doc_id).run();
+  Statement& clear =
+      impl_->cached("UPDATE chunks SET removed_change = ? WHERE doc_id = ? AND removed_change IS NULL");
+  clear.bind(1, impl_->next_change).bind(2, doc_id).run();
   Statement& insert = impl_->cached(
-      "INSERT INTO chunks(doc_id, ordinal, text, heading_path, page, byte_begin, byte_end) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?)");
+      "INSERT INTO chunks(doc_id, ordinal, text, heading_path, page, byte_begin, byte_end, created_change) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
   std::vector<int64_t> ids;
   ids.reserve(chunks.size());
   for (const auto& c : chunks) {
     insert.bind(1, doc_id).bind(2, c.ordinal).bind(3, c.text).bind(4, c.heading_path);
     if (c.page > 0) insert.bind(5, c.page); else insert.bind_null(5);
-    insert.bind(6, static_cast<int64_t>(c.begin)).bind(7, static_cast<int64_t>(c.end)).run();
+    insert.bind(6, static_cast<int64_t>(c.begin)).bind(7, static_cast<int64_t>(c.end)).bind(8, impl_->next_change).run();
     ids.push_back(sqlite3_last_insert_rowid(impl_->db));
   }
   Statement& count = impl_->cached("UPDATE documents SET chunk_count = ? WHERE id = ?");
@@ -602,8 +658,31 @@ void Catalog::remove_document(int64_t doc_id, std::vector<int64_t>& removed) {
   impl_->require_writer();
   std::vector<int64_t> old = chunk_ids_of(doc_id);
   removed.insert(removed.end(), old.begin(), old.end());
-  Statement s(impl_->db, impl_->path, "DELETE FROM documents WHERE id = ?");
-  s.bind(1, doc_id).run();
+  Statement chunks(impl_->db, impl_->path,
+                   "UPDATE chunks SET removed_change = ? WHERE doc_id = ? AND removed_change IS NULL");
+  chunks.bind(1, impl_->next_change).bind(2, doc_id).run();
+  Statement doc(impl_->db, impl_->path, "UPDATE documents SET removed_change = ? WHERE id = ?");
+  doc.bind(1, impl_->next_change).bind(2, doc_id).run();
+}
+
+int64_t Catalog::purge_removed(int64_t through_change) {
+  RAG_ASSERT(impl_->mode == Mode::kWrite && !impl_->in_transaction);
+  impl_->exec("BEGIN IMMEDIATE");
+  try {
+    // Not a change of what is live: the change counter stays (see commit()).
+    Statement chunks(impl_->db, impl_->path, "DELETE FROM chunks WHERE removed_change <= ?");
+    chunks.bind(1, through_change).run();
+    int64_t purged = sqlite3_changes64(impl_->db);
+    Statement docs(impl_->db, impl_->path,
+                   "DELETE FROM documents WHERE removed_change <= ? AND NOT EXISTS "
+                   "(SELECT 1 FROM chunks c WHERE c.doc_id = documents.id)");
+    docs.bind(1, through_change).run();
+    impl_->exec("COMMIT");
+    return purged;
+  } catch (...) {
+    sqlite3_exec(impl_->db, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
 }
 
 }  // namespace rag::index

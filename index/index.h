@@ -44,6 +44,10 @@ int64_t current_generation(const std::string& data_dir);
 // Makes `gen` the live generation: writes CURRENT.tmp, fsyncs it, renames it over CURRENT, fsyncs the dir.
 void publish_generation(const std::string& data_dir, int64_t gen);
 
+// Generations a writer keeps after publishing one (the live one and older ones that queries in flight may
+// still be reading); older ones are deleted.
+constexpr int kDefaultKeepGenerations = 3;
+
 // The writer's exclusive lock on <data>/write.lock (flock), released on destruction. Acquiring fails at once
 // with Errc::kBusy "locked by pid N" unless `wait`, in which case it blocks until the holder lets go.
 class WriteLock {
@@ -109,6 +113,7 @@ struct DocumentRecord {
   int page_count = 0;              // PDF pages; 0 for formats without pages
   int chunk_count = 0;             // rows in `chunks` for this document
   int64_t ingested_at = 0;         // seconds since the epoch of the last change to this row
+  int64_t removed_change = 0;      // the change counter that removed it; 0 = live (see Catalog)
   std::vector<std::string> acl;    // principals allowed to read it ("user:ann", "group:eng"), sorted; empty = none
 };
 
@@ -129,7 +134,7 @@ struct ChunkRecord {
 // One Catalog object is used by one thread at a time.
 class Catalog {
  public:
-  static constexpr int kSchemaVersion = 2;  // PRAGMA user_version after all migrations
+  static constexpr int kSchemaVersion = 3;  // PRAGMA user_version after all migrations
   enum class Mode { kRead, kWrite };
 
   Catalog(const std::string& path, Mode mode);
@@ -140,6 +145,9 @@ class Catalog {
   int schema_version() const;
 
   // ---- reads
+  // Removal is soft: a removed document or chunk keeps its row, stamped with the change counter that removed
+  // it, until purge_removed(), so a published generation that still holds it can hydrate it. document(id) and
+  // chunk(id) return such rows too (hydration by id); every other read sees live rows only.
   std::optional<DocumentRecord> document(int64_t doc_id) const;
   std::optional<DocumentRecord> document_by_path(const std::string& path) const;
   // Documents whose path is `root` itself or lies under it (root + "/..."), by path.
@@ -149,6 +157,12 @@ class Catalog {
   std::vector<int64_t> chunk_ids_of(int64_t doc_id) const;
   int64_t document_count() const;
   int64_t chunk_count() const;
+  // Chunk ids (ascending) that were live when the change counter was `change`: what a generation reflecting
+  // `change` must hold. Exact only while rows removed after `change` are not purged.
+  std::vector<int64_t> chunk_ids_live_at(int64_t change) const;
+  // What changed after `change` (ascending ids): chunks live then and removed since, and live chunks created
+  // since. Exact under the same condition.
+  void chunk_changes_since(int64_t change, std::vector<int64_t>& removed, std::vector<int64_t>& added) const;
   bool has_root(const std::string& root) const;
   std::vector<std::string> roots() const;
   // Bumped by every write transaction that changed documents or chunks; the keyword index records the
@@ -170,7 +184,7 @@ class Catalog {
   // Chunk ids (ascending) that have no stored vector.
   std::vector<int64_t> chunk_ids_without_vector() const;
   // Chunk ids (ascending) of documents whose ACL names one of `principals`; kNoAclPrincipal admits documents
-  // with an empty ACL.
+  // with an empty ACL. Removed rows not yet purged are included (an older generation may still hold them).
   std::vector<int64_t> chunk_ids_readable_by(const std::vector<std::string>& principals) const;
 
   // ---- writes (Mode::kWrite only), inside begin() ... commit(); rollback() undoes.
@@ -184,8 +198,11 @@ class Catalog {
   // ids to `removed`. Also sets documents.chunk_count.
   std::vector<int64_t> replace_chunks(int64_t doc_id, const std::vector<ingest::Chunk>& chunks,
                                       std::vector<int64_t>& removed);
-  // Deletes the document with its chunks and ACL; appends the removed chunk ids to `removed`.
+  // Removes the document with its chunks (softly, see above); appends the removed chunk ids to `removed`.
   void remove_document(int64_t doc_id, std::vector<int64_t>& removed);
+  // Deletes rows removed at or before `through_change` (no kept generation holds them), in a transaction of
+  // its own, outside begin()/commit(); the change counter stays. Returns the chunks deleted.
+  int64_t purge_removed(int64_t through_change);
   void set_meta(const std::string& key, const std::string& value);
   void erase_meta(const std::string& key);
   // Stores (replaces) the vectors of chunk_ids: rows.size() == chunk_ids.size() * dim.
@@ -237,6 +254,7 @@ class KeywordIndex {
   int64_t committed_change() const;
 
   int64_t size() const;                                    // number of chunks
+  std::vector<int64_t> chunk_ids() const;                  // ascending
   std::vector<std::string> terms(int64_t chunk_id) const;  // sorted; empty when the chunk is absent
 
   // The Xapian side, defined in a private header: for use inside index/ only.
@@ -331,6 +349,7 @@ class VectorIndex {
   const VectorIndexParams& params() const;
   std::string describe() const;          // kind and parameters as JSON, for the manifest
   std::optional<int64_t> row_of(int64_t chunk_id) const;
+  std::vector<int64_t> chunk_ids() const;  // live chunk ids, ascending
 
   // The admitted rows for ascending chunk ids (ids not in the index are skipped).
   VectorFilter filter(std::span<const int64_t> chunk_ids) const;
@@ -399,6 +418,7 @@ struct IngestOptions {
   bool reembed = false;                  // re-embed every chunk with `embedder` (a model change); roots optional
   VectorIndexKind vector_index = VectorIndexKind::kAuto;  // a forced kind is remembered by the data dir
   VectorIndexParams vector_params;
+  int keep_generations = kDefaultKeepGenerations;  // generations kept after publishing; at least 2
   // Called from the calling thread after each file is decided; keep it cheap (rate-limit drawing yourself).
   std::function<void(const IngestProgress&)> on_progress;
 };
@@ -422,6 +442,7 @@ struct IngestSummary {
   int64_t pages = 0;          // PDF pages parsed by this run
   int64_t bytes = 0;          // bytes of the files parsed by this run
   int64_t files = 0;          // files found by the walk
+  int64_t generation = 0;     // the live generation afterwards (a new one when anything changed)
   double seconds = 0;         // wall clock of the whole job
   std::vector<IngestFailure> failures;  // by path
 };
@@ -430,6 +451,53 @@ struct IngestSummary {
 // dir on first use. Per-file problems are recorded and counted, never thrown; environment failures (catalog,
 // Xapian, disk) throw rag::Error.
 IngestSummary ingest(const std::string& data_dir, const IngestOptions& options);
+
+// ---- generations: rebuild and verify ------------------------------------------------------------------
+//
+// Every writer (ingest, rebuild) builds a new generation gen/<n> beside the live one and publishes it by
+// replacing CURRENT (generation.cpp), so a query sees one whole generation: everything an ingest run wrote,
+// or none of it. Only generations with changes are made; the newest keep_generations are kept.
+
+struct RebuildOptions {
+  bool wait_for_lock = false;        // block on a held write lock instead of failing with kBusy
+  // Re-embed every chunk with the data dir's embedder (catalog meta "embedder_path") before building the
+  // FAISS index; false builds it from the vectors the catalog holds.
+  bool reembed = true;
+  int keep_generations = kDefaultKeepGenerations;  // at least 2
+  VectorIndexKind vector_index = VectorIndexKind::kAuto;  // kAuto: the kind the data dir records, else by size
+  VectorIndexParams vector_params;
+};
+
+struct RebuildSummary {
+  int64_t generation = 0;   // the generation published
+  int64_t chunks = 0;       // in its keyword index
+  int64_t vectors = 0;      // in its vector index; 0 without an embedder
+  int64_t embedded = 0;     // chunks re-embedded
+  int64_t purged = 0;       // removed chunk rows deleted from the catalog
+  double seconds = 0;
+};
+
+// Builds a complete new generation from the catalog and publishes it. Takes the write lock (kBusy when
+// held). kNotFound when the data dir has no catalog; kMismatch when the recorded embedder is now another
+// model (re-embed with rag ingest --reembed).
+RebuildSummary rebuild(const std::string& data_dir, const RebuildOptions& options = {});
+
+// What `rag verify` found: the live generation against the catalog at the change counter it reflects.
+struct VerifyReport {
+  int64_t generation = 0;
+  int64_t generation_change = -1;   // the catalog change counter the generation reflects
+  int64_t catalog_change = 0;       // the catalog's counter now (ahead after an interrupted writer)
+  int64_t chunks = 0;               // chunks the generation must hold
+  int64_t keyword_chunks = 0;       // chunks in its keyword index
+  int64_t vectors = -1;             // vectors in its FAISS index; -1 without one
+  std::vector<std::string> problems;  // disagreements, one line each; empty = all agree
+  std::vector<std::string> notes;     // facts that are not disagreements (unpublished changes, leftovers)
+  bool ok() const { return problems.empty(); }
+};
+
+// Checks that catalog, keyword index, FAISS index and manifest agree. Reads only; never throws for a
+// disagreement (a problem line), only for a data dir that cannot be read at all.
+VerifyReport verify(const std::string& data_dir);
 
 // ---- search -----------------------------------------------------------------------------------------
 

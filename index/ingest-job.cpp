@@ -14,18 +14,18 @@
 // Vectors (when the data dir has an embedder, IngestOptions::embedder or the one the catalog records): the
 // writer embeds the chunks of parsed files as they arrive, kEmbedBatch passages per Embedder::embed call
 // across files, while the workers go on parsing; each batch's vectors go into chunk_vectors in the same
-// SQLite transaction as their chunks (a replaced or removed chunk's vector goes with it, ON DELETE CASCADE),
-// then into the in-memory VectorIndex (remove replaced ids, add new ones). At the end of the job the index is
-// rebuilt from the catalog's vectors if it should be (VectorIndex::needs_rebuild: kind by size, tombstones,
-// IVF training), saved to gen/<n>/vectors.faiss and described by gen/<n>/manifest.json with the final change
-// counter. Chunks without a vector (a data dir that gains an embedder, a --reembed, an interrupted run) are
-// embedded first ("backfill"). The FAISS file is written once per job, so its manifest lags the catalog while
-// a job runs; a job that dies leaves it behind, and the next one rebuilds it from the catalog's vectors.
+// SQLite transaction as their chunks, then into the in-memory VectorIndex loaded from the live generation
+// (remove replaced ids, add new ones). At the end of the job the index is rebuilt from the catalog's vectors
+// if it should be (VectorIndex::needs_rebuild: kind by size, tombstones, IVF training). Chunks without a
+// vector (a data dir that gains an embedder, a --reembed, an interrupted run) are embedded first ("backfill").
 //
-// Crash safety: the catalog commits first. A crash between 1 and 2 leaves Xapian's recorded change counter
-// behind the catalog's; the next writer to open the data dir sees the mismatch and rebuilds the keyword index
-// from the catalog (which holds every chunk's text), so the two agree again before any new change. Readers in
-// that window may get hits for chunks the catalog has dropped; the searcher skips those.
+// Generations (generation.cpp): the job writes a new generation gen/<n> beside the live one, made on the
+// first change as a copy of the live keyword index; every batch commits the catalog first, then Xapian in
+// gen/<n>; at the end the FAISS file and manifest go into gen/<n> and CURRENT names it. Readers stay on the
+// live generation until then, so a query sees all of the job's changes or none; the catalog removes softly,
+// so the live generation's chunks stay hydratable meanwhile. A job that dies leaves the live generation and
+// a catalog ahead of it; the next writer removes the unpublished folder and catches up from the catalog's
+// change stamps (Catalog::chunk_changes_since) before its own changes.
 //
 // Failures: a file that cannot be examined or parsed is recorded as a document with status 'error' and a
 // one-line reason, and the job goes on. For a file that was ingested before and now fails, the previous
@@ -49,6 +49,7 @@
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "index/generation.h"
 #include "index/keyword-index-impl.h"
 
 namespace rag::index {
@@ -201,48 +202,6 @@ Result process(const Task& task, size_t index, const IngestOptions& options, Ana
   return r;
 }
 
-// Rebuilds the keyword index from the catalog after a crash left them out of step.
-void rebuild_keywords(const Catalog& catalog, KeywordIndex& keywords, const std::string& data_dir) {
-  spdlog::warn("ingest: {}: keyword index reflects catalog change {} but the catalog is at {}; rebuilding it",
-               data_dir, keywords.committed_change(), catalog.change_counter());
-  keywords.remove_all();
-  int64_t count = 0;
-  catalog.for_each_chunk([&](const ChunkRecord& c, const DocumentRecord& d) {
-    keywords.replace({c.id, d.id, d.title, c.heading_path, c.text, d.acl});
-    ++count;
-  });
-  keywords.commit(catalog.change_counter());
-  spdlog::info("ingest: {}: keyword index rebuilt with {} chunks", data_dir, count);
-}
-
-std::unique_ptr<VectorIndex> vectors_from_catalog(const Catalog& catalog, int dim, VectorIndexKind kind,
-                                                  const VectorIndexParams& params, const std::string& data_dir) {
-  auto start = Clock::now();
-  std::vector<int64_t> ids;
-  std::vector<float> rows;
-  int64_t expected = catalog.vector_count();
-  ids.reserve(static_cast<size_t>(expected));
-  rows.reserve(static_cast<size_t>(expected) * static_cast<size_t>(dim));
-  catalog.for_each_vector(dim, [&](int64_t id, const float* v) {
-    ids.push_back(id);
-    rows.insert(rows.end(), v, v + dim);
-  });
-  auto index = VectorIndex::build(dim, kind, params, ids, rows);
-  spdlog::info("ingest: {}: vector index ({}) built from {} catalog vectors in {:.1f}s", data_dir,
-               vector_index_kind_name(index->kind()), ids.size(),
-               std::chrono::duration<double>(Clock::now() - start).count());
-  return index;
-}
-
-// Embeds `texts` and checks the embedder kept its word on the shape.
-std::vector<float> embed_checked(const Embedder& embedder, const std::vector<std::string>& texts) {
-  std::vector<float> out = embedder.embed(texts);
-  if (out.size() != texts.size() * static_cast<size_t>(embedder.dim()))
-    fail(Errc::kInternal, "embedder {} returned {} floats for {} texts of dimension {}", embedder.identity(),
-         out.size(), texts.size(), embedder.dim());
-  return out;
-}
-
 std::vector<std::string> effective_acl(const ingest::FileEntry& entry, const std::vector<std::string>& fallback) {
   std::vector<std::string> acl = entry.acl.empty() ? fallback : entry.acl;
   std::sort(acl.begin(), acl.end());
@@ -272,30 +231,36 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
     if (std::find(roots.begin(), roots.end(), normal) == roots.end()) roots.push_back(normal);
   }
 
+  if (options.keep_generations < 2)
+    fail(Errc::kInvalidArgument, "--keep: at least 2 generations (the live one and the one queries may still read)");
+
   WriteLock lock(data_dir, options.wait_for_lock);
   Catalog catalog(catalog_path(data_dir), Catalog::Mode::kWrite);
-  int64_t gen = current_generation(data_dir);
-  bool fresh = gen == 0;
-  if (fresh) {
-    gen = 1;
-    std::error_code ec;
-    std::filesystem::create_directories(generation_path(data_dir, gen), ec);
-    if (ec) fail(Errc::kIo, "{}: cannot create: {}", generation_path(data_dir, gen), ec.message());
+  remove_unpublished_generations(data_dir);
+  const int64_t live = current_generation(data_dir);
+  const int64_t live_change = live > 0 ? generation_change(data_dir, live) : -1;
+  // The generation this job writes, made on first need: a job that changes nothing publishes nothing.
+  // Chunks the catalog changed after the live generation's counter: a writer died after committing some
+  // batches. (Changes that touch no chunk, like a file failing again, need no new generation.)
+  bool behind = live == 0 || live_change < 0;
+  if (!behind) {
+    std::vector<int64_t> removed, added;
+    catalog.chunk_changes_since(live_change, removed, added);
+    behind = !removed.empty() || !added.empty();
   }
-  KeywordIndex keywords(keyword_path(data_dir, gen), KeywordIndex::Mode::kWrite);
-  if (fresh) {
-    if (catalog.change_counter() != 0) rebuild_keywords(catalog, keywords, data_dir);
-    else keywords.commit(0);
-    publish_generation(data_dir, gen);
-  } else if (keywords.committed_change() != catalog.change_counter()) {
-    rebuild_keywords(catalog, keywords, data_dir);
-  }
-  // A catalog transaction outside the ingest batches (meta, backfill): the keyword index then records the new
-  // change counter too, or the next job would take it for a crash and rebuild it.
-  auto commit_aside = [&] {
-    catalog.commit();
-    if (keywords.committed_change() != catalog.change_counter()) keywords.commit(catalog.change_counter());
+  std::unique_ptr<PendingGeneration> new_gen;
+  std::unique_ptr<KeywordIndex> keywords;
+  auto open_next = [&] {
+    if (new_gen) return;
+    bool copy = live > 0 && live_change >= 0;
+    new_gen = std::make_unique<PendingGeneration>(data_dir, copy ? live : 0);
+    keywords = std::make_unique<KeywordIndex>(keyword_path(data_dir, new_gen->number()), KeywordIndex::Mode::kWrite);
+    if (!copy) keywords_from_catalog(catalog, *keywords, data_dir);
+    else if (behind) catch_up_keywords(catalog, *keywords, live_change, data_dir);
   };
+  // A first ingest publishes even an empty generation; a catalog ahead of the live generation is caught up
+  // before anything new.
+  if (behind) open_next();
 
   // ---- vectors: which embedder, and the index to update
   std::shared_ptr<const Embedder> embedder = options.embedder;
@@ -331,17 +296,17 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
     if (wanted_kind == VectorIndexKind::kAuto)
       if (auto forced = catalog.meta("vector_index_kind")) wanted_kind = parse_vector_index_kind(*forced);
     try {
-      manifest = read_manifest(data_dir, gen);
+      if (live > 0) manifest = read_manifest(data_dir, live);
     } catch (const Error& e) {
       spdlog::warn("ingest: {}; rebuilding the vector index", e.what());
     }
     if (manifest && !options.reembed && manifest->embedder == embedder->identity() && manifest->dim == dim) {
-      if (manifest->change_counter != catalog.change_counter()) {
-        spdlog::warn("ingest: {}: vector index reflects catalog change {} but the catalog is at {}; rebuilding it",
-                     data_dir, manifest->change_counter, catalog.change_counter());
+      if (manifest->change_counter != live_change || behind) {
+        spdlog::warn("ingest: {}: vector index reflects catalog change {}, behind the catalog; rebuilding it",
+                     data_dir, manifest->change_counter);
       } else {
         try {
-          vectors = VectorIndex::load(generation_path(data_dir, gen) + "/" + manifest->file, manifest->hash,
+          vectors = VectorIndex::load(generation_path(data_dir, live) + "/" + manifest->file, manifest->hash,
                                       options.vector_params);
         } catch (const Error& e) {
           spdlog::warn("ingest: {}; rebuilding the vector index from the catalog", e.what());
@@ -360,7 +325,7 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
       if (!embedder_path.empty()) set("embedder_path", embedder_path);
       if (options.vector_index != VectorIndexKind::kAuto)
         set("vector_index_kind", std::string(vector_index_kind_name(options.vector_index)));
-      commit_aside();
+      catalog.commit();
     } catch (...) {
       catalog.rollback();
       throw;
@@ -370,38 +335,8 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
   // ---- backfill: chunks without a vector
   IngestSummary summary;
   if (embedder) {
-    std::vector<int64_t> missing = catalog.chunk_ids_without_vector();
-    if (!missing.empty())
-      spdlog::info("ingest: {}: embedding {} chunks that have no vector", data_dir, missing.size());
-    constexpr size_t kBackfillCommit = 1024;  // chunks per SQLite transaction
-    std::optional<DocumentRecord> doc;
-    for (size_t begin = 0; begin < missing.size(); begin += kBackfillCommit) {
-      std::vector<int64_t> ids;
-      std::vector<float> rows;
-      for (size_t i = begin; i < std::min(missing.size(), begin + kBackfillCommit); i += kEmbedBatch) {
-        std::vector<std::string> texts;
-        for (size_t j = i; j < std::min({missing.size(), begin + kBackfillCommit, i + kEmbedBatch}); ++j) {
-          auto chunk = catalog.chunk(missing[j]);
-          if (!chunk) continue;
-          if (!doc || doc->id != chunk->doc_id) doc = catalog.document(chunk->doc_id);
-          if (!doc) continue;
-          texts.push_back(embed_passage(doc->title, chunk->heading_path, chunk->text));
-          ids.push_back(chunk->id);
-        }
-        std::vector<float> v = embed_checked(*embedder, texts);
-        rows.insert(rows.end(), v.begin(), v.end());
-      }
-      catalog.begin();
-      try {
-        catalog.put_vectors(ids, rows, dim);
-        commit_aside();
-      } catch (...) {
-        catalog.rollback();
-        throw;
-      }
-      summary.embedded += static_cast<int64_t>(ids.size());
-    }
-    if (!missing.empty()) vectors.reset();  // the backfilled ids may fall anywhere: rebuild below
+    summary.embedded = embed_missing(catalog, *embedder, data_dir);
+    if (summary.embedded > 0) vectors.reset();  // the backfilled ids may fall anywhere: rebuild below
     if (!vectors) {
       vectors = vectors_from_catalog(catalog, dim, wanted_kind, options.vector_params, data_dir);
       vectors_changed = true;
@@ -460,6 +395,11 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
     std::vector<std::pair<int64_t, Xapian::Document>> added;
     std::vector<int64_t> vector_ids;
     std::vector<float> vector_rows;
+    // Before the catalog commits: the new generation catches up with the catalog as it was before this batch.
+    if (!remove.empty() || std::any_of(batch.begin(), batch.end(), [](const Result& r) {
+          return r.outcome == Outcome::kParsed;
+        }))
+      open_next();
     catalog.begin();
     try {
       if (!roots_recorded)
@@ -525,12 +465,16 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
       throw;
     }
     roots_recorded = true;
+    if (deleted.empty() && added.empty()) {
+      batch.clear();
+      return;
+    }
     // An unflushed Xapian transaction around the batch: without it Xapian commits by itself (with an fsync)
     // every XAPIAN_FLUSH_THRESHOLD documents, several times inside one large batch.
-    keywords.begin_batch();
-    for (int64_t id : deleted) keywords.remove(id);
-    for (auto& [id, doc] : added) keywords.impl().replace(id, std::move(doc));
-    keywords.commit(catalog.change_counter());
+    keywords->begin_batch();
+    for (int64_t id : deleted) keywords->remove(id);
+    for (auto& [id, doc] : added) keywords->impl().replace(id, std::move(doc));
+    keywords->commit(catalog.change_counter());
     if (vectors && (!deleted.empty() || !vector_ids.empty())) {
       vectors->remove(deleted);
       vectors->add(vector_ids, vector_rows);
@@ -646,25 +590,24 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
       vectors = vectors_from_catalog(catalog, dim, wanted_kind, options.vector_params, data_dir);
       vectors_changed = true;
     }
-    if (vectors_changed || !manifest || manifest->change_counter != catalog.change_counter()) {
-      VectorManifest m;
-      m.change_counter = catalog.change_counter();
-      m.embedder = embedder->identity();
-      m.dim = dim;
-      m.vectors = vectors->size();
-      m.rows = vectors->rows();
-      m.kind = std::string(vector_index_kind_name(vectors->kind()));
-      m.params = vectors->describe();
-      m.hash = vectors->save(vectors_path(data_dir, gen));
-      write_manifest(data_dir, gen, m);
-    }
     summary.vectors = vectors->size();
+  }
+  // ---- publish: one new generation holding everything this job changed
+  if (vectors_changed) open_next();
+  if (new_gen) {
+    if (keywords->committed_change() != catalog.change_counter()) keywords->commit(catalog.change_counter());
+    keywords.reset();
+    if (vectors) save_vectors(*vectors, data_dir, new_gen->number(), catalog.change_counter(), embedder->identity());
+    new_gen->publish(catalog, options.keep_generations);
+    summary.generation = new_gen->number();
+  } else {
+    summary.generation = live;
   }
   std::sort(summary.failures.begin(), summary.failures.end(), [](auto& a, auto& b) { return a.path < b.path; });
   summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  spdlog::debug("ingest: {}: {} new, {} updated, {} unchanged, {} removed, {} failed, {} chunks in {:.2f}s", data_dir,
-               summary.new_files, summary.updated, summary.unchanged, summary.removed, summary.failed, summary.chunks,
-               summary.seconds);
+  spdlog::info("ingest: {}: {} new, {} updated, {} unchanged, {} removed, {} failed, {} chunks, generation {}, "
+               "{:.2f}s", data_dir, summary.new_files, summary.updated, summary.unchanged, summary.removed,
+               summary.failed, summary.chunks, summary.generation, summary.seconds);
   return summary;
 }
 

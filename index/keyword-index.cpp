@@ -186,6 +186,13 @@ int64_t KeywordIndex::committed_change() const {
 
 int64_t KeywordIndex::size() const { return impl_->reader.get_doccount(); }
 
+std::vector<int64_t> KeywordIndex::chunk_ids() const {
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(size()));
+  for (auto it = impl_->reader.postlist_begin(""); it != impl_->reader.postlist_end(""); ++it) out.push_back(*it);
+  return out;
+}
+
 std::vector<std::string> KeywordIndex::terms(int64_t chunk_id) const {
   std::vector<std::string> out;
   if (chunk_id < 1 || chunk_id > int64_t{UINT_MAX}) return out;

@@ -27,6 +27,8 @@ constexpr const char* kFormat = "rag-vectors";
 constexpr int kVersion = 1;
 constexpr size_t kMaxManifestBytes = 1 << 20;
 
+}  // namespace
+
 void fsync_path(const std::string& path, bool directory) {
   int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) fail(Errc::kIo, "{}: cannot open to fsync: {}", path, std::strerror(errno));
@@ -35,8 +37,6 @@ void fsync_path(const std::string& path, bool directory) {
   ::close(fd);
   if (rc != 0) fail(Errc::kIo, "{}: fsync failed: {}", path, std::strerror(saved));
 }
-
-}  // namespace
 
 void commit_temp_file(const std::string& tmp, const std::string& path) {
   fsync_path(tmp, false);

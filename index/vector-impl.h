@@ -13,4 +13,7 @@ void write_file_durably(const std::string& path, const std::string& bytes);
 // folder.
 void commit_temp_file(const std::string& tmp, const std::string& path);
 
+// fsync of a file or (directory = true) a folder; kIo naming the path on failure.
+void fsync_path(const std::string& path, bool directory);
+
 }  // namespace rag::index

@@ -301,6 +301,15 @@ std::optional<int64_t> VectorIndex::row_of(int64_t chunk_id) const {
   return std::nullopt;
 }
 
+std::vector<int64_t> VectorIndex::chunk_ids() const {
+  const auto& m = *impl_;
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(m.live_count));
+  for (size_t r = 0; r < m.rows(); ++r)
+    if (bit(m.live, r) && (out.empty() || out.back() != m.id_map[r])) out.push_back(m.id_map[r]);
+  return out;
+}
+
 void VectorIndex::remove(std::span<const int64_t> chunk_ids) {
   auto& m = *impl_;
   std::vector<int64_t> rows;

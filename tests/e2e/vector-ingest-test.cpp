@@ -43,7 +43,8 @@ TEST(VectorIngestCli, EmbedderIsRememberedAndAnotherNeedsReembed) {
       run_rag({"ingest", "--data", data, "--json", "--reembed", "--embed-model", dir / "other.gguf", "--vector-index", "hnsw"});
   ASSERT_EQ(reembed.exit_code, 0) << reembed.err;
   EXPECT_EQ(json::parse(reembed.out)["embedded"], 2);
-  json manifest = json::parse(read_file(data + "/gen/1/manifest.json"));
+  EXPECT_EQ(json::parse(reembed.out)["generation"], 2);  // a run that changed the index publishes a new one
+  json manifest = json::parse(read_file(data + "/gen/2/manifest.json"));
   EXPECT_EQ(manifest["kind"], "hnsw");
   EXPECT_EQ(manifest["vectors"], 2);
 

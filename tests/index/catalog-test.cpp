@@ -92,7 +92,10 @@ TEST(Catalog, ChunkIdsAreNeverReusedAndReplacementReportsTheOldOnes) {
   ASSERT_EQ(second.size(), 1u);
   EXPECT_EQ(removed, first);
   EXPECT_GT(second[0], first[1]);
-  EXPECT_FALSE(catalog.chunk(first[0]).has_value());
+  // Removal is soft: the row stays for generations that still hold it, out of every live read.
+  EXPECT_TRUE(catalog.chunk(first[0]).has_value());
+  EXPECT_EQ(catalog.chunk_ids_of(doc), second);
+  EXPECT_EQ(catalog.chunk_ids_live_at(catalog.change_counter()), second);
   auto chunk = catalog.chunk(second[0]);
   ASSERT_TRUE(chunk.has_value());
   EXPECT_EQ(chunk->text, "uno");
@@ -108,8 +111,42 @@ TEST(Catalog, ChunkIdsAreNeverReusedAndReplacementReportsTheOldOnes) {
   catalog.commit();
   EXPECT_GT(third[0], second[0]);
   EXPECT_EQ(catalog.chunk(third[0])->page, 7);
+  EXPECT_EQ(catalog.document(doc)->removed_change, catalog.change_counter());
+  EXPECT_FALSE(catalog.document_by_path("/r/a.txt").has_value());
+  EXPECT_EQ(catalog.document_count(), 1);
+  EXPECT_EQ(catalog.chunk_count(), 1);
+  // The generation before the last commit held `second`; the one after holds `third`.
+  EXPECT_EQ(catalog.chunk_ids_live_at(catalog.change_counter() - 1), second);
+  std::vector<int64_t> gone, added;
+  catalog.chunk_changes_since(catalog.change_counter() - 1, gone, added);
+  EXPECT_EQ(gone, second);
+  EXPECT_EQ(added, third);
+
+  // Purged once no kept generation reflects a counter before the removal.
+  EXPECT_EQ(catalog.purge_removed(catalog.change_counter() - 1), 2);  // the first replacement's two chunks
+  EXPECT_FALSE(catalog.chunk(first[0]).has_value());
+  EXPECT_TRUE(catalog.chunk(second[0]).has_value());
+  EXPECT_EQ(catalog.purge_removed(catalog.change_counter()), 1);
+  EXPECT_FALSE(catalog.chunk(second[0]).has_value());
   EXPECT_FALSE(catalog.document(doc).has_value());
   EXPECT_EQ(catalog.chunk_count(), 1);
+}
+
+TEST(Catalog, ARemovedPathComesBackUnderItsOldRow) {
+  test::TempDir dir;
+  Catalog catalog(dir / "catalog.db", Catalog::Mode::kWrite);
+  std::vector<int64_t> removed;
+  catalog.begin();
+  int64_t doc = catalog.put_document(make_doc("/r/a.txt"));
+  catalog.commit();
+  catalog.begin();
+  catalog.remove_document(doc, removed);
+  catalog.commit();
+  catalog.begin();
+  EXPECT_EQ(catalog.put_document(make_doc("/r/a.txt")), doc);  // UNIQUE(path) holds
+  catalog.commit();
+  EXPECT_EQ(catalog.document(doc)->removed_change, 0);
+  EXPECT_EQ(catalog.document_count(), 1);
 }
 
 TEST(Catalog, RemovingADocumentCascadesToChunksAndAcl) {

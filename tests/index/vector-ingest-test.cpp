@@ -89,7 +89,7 @@ TEST(VectorIngest, EmbedsChunksIntoTheCatalogAndAFaissFileAndFindsAChunkByItsOwn
   std::string data = dir / "data";
   {
     Catalog catalog(catalog_path(data), Catalog::Mode::kRead);
-    EXPECT_EQ(catalog.schema_version(), 2);
+    EXPECT_EQ(catalog.schema_version(), Catalog::kSchemaVersion);
     EXPECT_EQ(catalog.vector_count(), catalog.chunk_count());
     EXPECT_EQ(catalog.meta("embedder_identity"), embedder->identity());
     EXPECT_EQ(catalog.meta("embedder_path"), model);
@@ -152,7 +152,9 @@ TEST(VectorIngest, AChangedFilesOldVectorsAreGoneInEveryIndexKind) {
     EXPECT_EQ(s.removed, 1);
     EXPECT_EQ(s.embedded, 1);
     Catalog catalog(catalog_path(data), Catalog::Mode::kRead);
-    EXPECT_TRUE(catalog.vector(old_ids.at(0), embedder->dim()).empty());
+    // The replaced chunk's row and vector stay (softly removed) while generation 1, which holds them, is kept.
+    EXPECT_FALSE(catalog.vector(old_ids.at(0), embedder->dim()).empty());
+    EXPECT_GT(catalog.chunk(old_ids.at(0))->id, 0);
     EXPECT_EQ(catalog.vector_count(), catalog.chunk_count());
     auto m = read_manifest(data, current_generation(data));
     ASSERT_TRUE(m);
@@ -193,7 +195,8 @@ TEST(VectorIngest, AManifestBehindTheCatalogIsRepairedByTheNextIngest) {
   std::filesystem::remove(dir / "docs/cats.txt");
   run(dir);
   Catalog catalog(catalog_path(data), Catalog::Mode::kRead);
-  auto m = read_manifest(data, gen);
+  EXPECT_EQ(current_generation(data), gen + 1);
+  auto m = read_manifest(data, gen + 1);
   ASSERT_TRUE(m);
   EXPECT_EQ(m->change_counter, catalog.change_counter());
   EXPECT_EQ(m->vectors, catalog.chunk_count());
