@@ -107,7 +107,8 @@ WriteLock::WriteLock(const std::string& data_dir, bool wait) {
     if (saved == EWOULDBLOCK) {
       std::string holder = n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "?";
       while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-      fail(Errc::kBusy, "{}: locked by pid {} (another ingest is running; retry later or pass --wait)", path,
+      fail(Errc::kBusy, "{}: locked by pid {} (another writer, rag ingest or rag rebuild, is running; retry later "
+           "or pass --wait)", path,
            holder.empty() ? "?" : holder);
     }
     fail(Errc::kIo, "{}: cannot lock: {}", path, std::strerror(saved));

@@ -532,7 +532,8 @@ struct VectorInfo {
   int64_t catalog_change_counter = 0;      // the catalog's counter now (may be ahead of the manifest's)
 };
 
-// An open reader over a data dir's live generation and catalog; reuse it across queries.
+// An open reader over the generation that was live when it was opened, and the catalog; reuse it across
+// queries, and open a new one to follow a newer generation (retrieve's reader pool does).
 // Thread safety: keyword_candidates() and vector_candidates() may run concurrently, one each, from two
 // threads on the same Searcher (they share no state: the vector side has its own catalog connection and
 // lock). Everything else, and two calls of the same kind, need one thread at a time (or one Searcher per
@@ -554,7 +555,7 @@ class Searcher {
   // options.principals. kUnsupported when the data dir has no vectors (saying `rag ingest --embed-model
   // FILE`); kInvalidArgument for a vector of the wrong size; kMismatch when options.embedder_identity is set
   // and differs from the manifest's (saying to re-embed with that model); kCorrupt when the FAISS file fails
-  // its hash. Reloads the FAISS file when a writer published a new one.
+  // its hash.
   std::vector<ScoredChunk> vector_candidates(std::span<const float> query_vector, const SearchOptions& options = {});
   // Embeds `query` with `embedder` (checking its identity against the manifest) and runs vector_candidates.
   std::vector<ScoredChunk> vector_candidates(std::string_view query, const Embedder& embedder,

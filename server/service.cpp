@@ -396,7 +396,7 @@ bool Service::remove_document(int64_t doc_id) {
     index::Catalog catalog(index::catalog_path(config.data_dir), index::Catalog::Mode::kRead);
     doc = catalog.document(doc_id);
   }
-  if (!doc) return false;
+  if (!doc || doc->removed_change != 0) return false;  // a removed row waits for purging: already gone
   const fs::path path(doc->path);
   const std::string uploads = uploads_dir(config.data_dir);
   if (path.parent_path().parent_path().string() != uploads)
