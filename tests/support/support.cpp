@@ -13,9 +13,15 @@
 
 namespace rag::test {
 
-TempDir::TempDir() {
+std::string temp_root() {
   const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base && *base ? base : "/tmp") + "/rag-test-XXXXXX";
+  return base && *base ? base : "/tmp";
+}
+
+std::string temp_prefix() { return "rag-test-" + std::to_string(getpid()) + "-"; }
+
+TempDir::TempDir() {
+  std::string pattern = temp_root() + "/" + temp_prefix() + "XXXXXX";
   if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed for " + pattern);
   path_ = pattern;
 }
@@ -30,6 +36,24 @@ TempDir::~TempDir() {
                                    std::filesystem::perm_options::add, ec);
   }
   std::filesystem::remove_all(path_, ec);
+}
+
+namespace {
+std::vector<std::function<void()>>& end_of_run_cleanups() {
+  static auto* cleanups = new std::vector<std::function<void()>>();
+  return *cleanups;
+}
+}  // namespace
+
+void at_end_of_run(std::function<void()> cleanup) { end_of_run_cleanups().push_back(std::move(cleanup)); }
+
+void run_end_of_run_cleanups() {
+  auto& cleanups = end_of_run_cleanups();
+  while (!cleanups.empty()) {
+    auto cleanup = std::move(cleanups.back());
+    cleanups.pop_back();
+    cleanup();
+  }
 }
 
 void write_file(const std::string& path, const std::string& content) {
