@@ -52,7 +52,11 @@ struct World {
 };
 
 World& world() {
-  static World* w = new World();  // lives for the process: tests share it
+  static World* w = [] {  // lives for the process: tests share it; removed after the last test
+    auto* world = new World();
+    test::at_end_of_run([world] { delete world; });
+    return world;
+  }();
   return *w;
 }
 
