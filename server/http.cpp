@@ -10,10 +10,18 @@
 // runs; its ThreadPool queue is unbounded, so the pool gets enough threads for every admitted and queued
 // request and Admission does the refusing; stop() closes the listener and listen_after_bind() returns
 // after the pool has finished the requests it holds (the drain on SIGTERM).
+// It times out each read, never a whole request, and counts no header lines: GuardedServer (below) bounds the
+// time a request may take to arrive, and the pre-routing handler refuses more than kMaxHeaderCount headers.
 #include <httplib.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <condition_variable>
 #include <fstream>
@@ -32,6 +40,9 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// More header lines than any client of this API sends (browsers send ~20); beyond it 431.
+constexpr size_t kMaxHeaderCount = 100;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
@@ -252,6 +263,135 @@ class Admission {
   int running_ = 0, waiting_ = 0;
 };
 
+// ---- connections ----------------------------------------------------------------------------------
+
+// cpp-httplib 0.11.4 times out each read (read_timeout) but never a whole request, so a client that trickles
+// a byte at a time (slowloris) holds a worker thread for as long as it likes, and enough of them take every
+// thread. GuardedServer runs httplib's own connection loop (keep-alive up to the max count, a fresh stream
+// per request, handled by httplib's process_request) with a stream whose reads also give up once the request
+// has taken longer than `request_read_timeout` to arrive, counted from its first byte. Writes (a long SSE
+// answer) are not limited by it: the request has been read by then.
+class GuardedServer : public httplib::Server {
+ public:
+  std::chrono::milliseconds request_read_timeout{30000};
+
+ private:
+  class DeadlineStream final : public httplib::Stream {
+   public:
+    DeadlineStream(int fd, Clock::time_point deadline, int read_timeout_ms, int write_timeout_ms)
+        : fd_(fd), deadline_(deadline), read_timeout_ms_(read_timeout_ms), write_timeout_ms_(write_timeout_ms) {}
+
+    bool is_readable() const override {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline_ - Clock::now()).count();
+      if (left <= 0) {
+        expired_ = true;
+        return false;
+      }
+      if (wait(POLLIN, static_cast<int>(std::min<int64_t>(left, read_timeout_ms_)))) return true;
+      // Silence until the deadline (poll waited at least the time left): the request is out of time. Silence
+      // for read_timeout before it is an ordinary read timeout.
+      expired_ = Clock::now() >= deadline_;
+      return false;
+    }
+    bool is_writable() const override { return wait(POLLOUT, write_timeout_ms_) && alive(); }
+
+    ssize_t read(char* ptr, size_t size) override {
+      if (begin_ < end_) return take(ptr, size);
+      if (!is_readable()) return -1;
+      ssize_t n;
+      do n = ::recv(fd_, buffer_, sizeof buffer_, 0);
+      while (n < 0 && errno == EINTR);
+      if (n <= 0) return n;
+      begin_ = 0;
+      end_ = static_cast<size_t>(n);
+      return take(ptr, size);
+    }
+    ssize_t write(const char* ptr, size_t size) override {
+      if (!is_writable()) return -1;
+      ssize_t n;
+      do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+      while (n < 0 && errno == EINTR);
+      return n;
+    }
+    void get_remote_ip_and_port(std::string& ip, int& port) const override { address(true, ip, port); }
+    void get_local_ip_and_port(std::string& ip, int& port) const override { address(false, ip, port); }
+    socket_t socket() const override { return fd_; }
+    // The request did not arrive in time: httplib has answered 400; the connection must close, or the
+    // client's next bytes would start a fresh request and a fresh deadline.
+    bool expired() const { return expired_; }
+
+   private:
+    ssize_t take(char* ptr, size_t size) {
+      const size_t n = std::min(size, end_ - begin_);
+      std::memcpy(ptr, buffer_ + begin_, n);
+      begin_ += n;
+      return static_cast<ssize_t>(n);
+    }
+    bool wait(short events, int timeout_ms) const {
+      pollfd p{fd_, events, 0};
+      int r;
+      do r = ::poll(&p, 1, timeout_ms);
+      while (r < 0 && errno == EINTR);
+      return r > 0;
+    }
+    // As httplib's is_socket_alive: not readable, or readable with data (not a close).
+    bool alive() const {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 0) == 0) return true;
+      char c;
+      return ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+    }
+    void address(bool remote, std::string& ip, int& port) const {
+      sockaddr_storage addr{};
+      socklen_t len = sizeof addr;
+      const int r = remote ? ::getpeername(fd_, reinterpret_cast<sockaddr*>(&addr), &len)
+                           : ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+      if (r != 0) return;
+      char host[NI_MAXHOST], serv[NI_MAXSERV];
+      if (::getnameinfo(reinterpret_cast<sockaddr*>(&addr), len, host, sizeof host, serv, sizeof serv,
+                        NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        return;
+      ip = host;
+      port = std::atoi(serv);
+    }
+
+    int fd_;
+    Clock::time_point deadline_;
+    int read_timeout_ms_, write_timeout_ms_;
+    char buffer_[4096];
+    size_t begin_ = 0, end_ = 0;
+    mutable bool expired_ = false;
+  };
+
+  // Waits up to the keep-alive timeout for the next request's first byte; false when none comes or the
+  // server is stopping.
+  bool next_request(int fd) const {
+    const auto until = Clock::now() + std::chrono::seconds(keep_alive_timeout_sec_);
+    while (svr_sock_ != INVALID_SOCKET && Clock::now() < until) {
+      pollfd p{fd, POLLIN, 0};
+      const int r = ::poll(&p, 1, 50);
+      if (r > 0) return true;
+      if (r < 0 && errno != EINTR) return false;
+    }
+    return false;
+  }
+
+  bool process_and_close_socket(socket_t sock) override {
+    const int read_ms = static_cast<int>(read_timeout_sec_ * 1000 + read_timeout_usec_ / 1000);
+    const int write_ms = static_cast<int>(write_timeout_sec_ * 1000 + write_timeout_usec_ / 1000);
+    bool ok = false;
+    for (size_t left = keep_alive_max_count_; left > 0 && next_request(sock); --left) {
+      DeadlineStream stream(sock, Clock::now() + request_read_timeout, read_ms, write_ms);
+      bool connection_closed = false;
+      ok = process_request(stream, left == 1, connection_closed, nullptr);
+      if (!ok || connection_closed || stream.expired()) break;
+    }
+    ::shutdown(sock, SHUT_RDWR);
+    ::close(sock);
+    return ok;
+  }
+};
+
 }  // namespace
 
 // ---- keys file ------------------------------------------------------------------------------------
@@ -298,7 +438,7 @@ std::vector<ApiKey> load_keys(const std::string& path) {
 struct HttpServer::Impl {
   Service& service;
   HttpOptions options;
-  httplib::Server server;
+  GuardedServer server;
   Metrics metrics;
   Admission admission;
   int port = 0;
@@ -768,6 +908,7 @@ struct HttpServer::Impl {
     server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     server.set_payload_max_length(std::max(config.max_body_bytes, config.max_upload_bytes));
     server.set_read_timeout(10, 0);
+    server.request_read_timeout = options.request_read_timeout;
     server.set_write_timeout(10, 0);
     server.set_keep_alive_timeout(2);
     server.set_keep_alive_max_count(100);
@@ -782,9 +923,23 @@ struct HttpServer::Impl {
       listen_fd = fd;
     });
 
-    // Bodies are capped per route: uploads may be larger than questions.
+    // Bodies are capped per route: uploads may be larger than questions. Runs after the headers are read
+    // and before the body is. A refusal here is counted under the route's name, never under the request's
+    // path: the path is the client's bytes (a label per path grows /metrics without bound, and a decoded
+    // newline or quote in it would forge lines of the exposition text).
     server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       const bool upload = req.path == "/v1/documents";
+      static const char* const kBodyRoutes[] = {"/v1/ask", "/v1/search", "/v1/chat/completions", "/v1/embeddings", "/v1/documents"};
+      std::string route = "unknown";
+      for (const char* r : kBodyRoutes)
+        if (req.path == r) route = r;
+      // httplib 0.11.4 reads any number of header lines (each up to 8 KiB) and has no limit of its own.
+      if (req.headers.size() > kMaxHeaderCount) {
+        send_error(res, {431, "invalid_request_error", "too_many_headers",
+                         fmt::format("the request has {} header lines; the limit is {}", req.headers.size(), kMaxHeaderCount)});
+        metrics.request(route, 431);
+        return httplib::Server::HandlerResponse::Handled;
+      }
       const size_t limit = upload ? service.config().max_upload_bytes : service.config().max_body_bytes;
       size_t length = 0;
       try {
@@ -795,7 +950,7 @@ struct HttpServer::Impl {
       if (length > limit || req.body.size() > limit) {
         send_error(res, {413, "invalid_request_error", "payload_too_large",
                          fmt::format("the request body is {} bytes; the limit is {}", std::max(length, req.body.size()), limit)});
-        metrics.request(req.path, 413);
+        metrics.request(route, 413);
         return httplib::Server::HandlerResponse::Handled;
       }
       return httplib::Server::HandlerResponse::Unhandled;

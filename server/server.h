@@ -261,6 +261,9 @@ struct HttpOptions {
   int port = 8080;                  // 0: any free port (see HttpServer::port())
   std::optional<std::vector<ApiKey>> keys;  // unset: no auth, every request is local_principal
   Principal local_principal;        // used without keys
+  // A request's headers and body must arrive within this, from its first byte; a slower client is cut
+  // (each read also times out after 10 s of silence).
+  std::chrono::milliseconds request_read_timeout{30000};
 };
 
 class HttpServer {
