@@ -120,6 +120,16 @@ CREATE INDEX chunks_created ON chunks(created_change);
 };
 static_assert(std::size(kMigrations) == Catalog::kSchemaVersion);
 
+// SQLite's message, with the OS error behind an I/O failure: "disk I/O error" alone does not tell a full disk
+// or a file size limit (EFBIG, ENOSPC) from a failing one.
+std::string sqlite_message(sqlite3* db, int rc) {
+  std::string text = sqlite3_errmsg(db);
+  int os_error = sqlite3_system_errno(db);
+  if (os_error != 0 && ((rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_CANTOPEN))
+    text += fmt::format(" ({})", std::strerror(os_error));
+  return text;
+}
+
 int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -148,7 +158,7 @@ class Statement {
     int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    fail(errc_of(rc), "{}: {}", path_, sqlite3_errmsg(db_));
+    fail(errc_of(rc), "{}: {}", path_, sqlite_message(db_, rc));
   }
   void run() {
     step();
@@ -254,6 +264,8 @@ struct Catalog::Impl {
     char* message = nullptr;
     if (int rc = sqlite3_exec(db, sql, nullptr, nullptr, &message); rc != SQLITE_OK) {
       std::string text = message ? message : sqlite3_errmsg(db);
+      if (int os_error = sqlite3_system_errno(db); os_error != 0 && errc_of(rc) == Errc::kIo)
+        text += fmt::format(" ({})", std::strerror(os_error));
       sqlite3_free(message);
       fail(errc_of(rc), "{}: {}", path, text);
     }
