@@ -100,7 +100,6 @@ struct Case {
   std::string bytes;
   Errc code;
   Outcome outcome = Outcome::kFails;
-  const char* skip = nullptr;  // a known bug in the extraction (not ours to fix here): GTEST_SKIP reason
 };
 
 std::vector<Case> cases() {
