@@ -78,15 +78,14 @@ bool exists(const std::string& path) {
 
 }  // namespace
 
-// The vector side: its own catalog connection (so it may run beside the keyword side), the loaded FAISS
-// index of the live generation and the ACL filters built for it. One lock around all of it.
+// The vector side: its own catalog connection (so it may run beside the keyword side), the FAISS index of
+// the Searcher's generation, loaded on first use (a published generation never changes), and the ACL filters
+// built for it. One lock around all of it.
 //
-// ACL filter cache: key = catalog change counter + sorted principal set; an entry holds the admitted rows of
-// the loaded index, so it is dropped whenever another index is loaded (load_version) or the catalog changes
-// (the counter is in the key). A principal set's filter serves only that exact set.
+// ACL filter cache: key = catalog change counter + sorted principal set, so an ACL change in the catalog
+// drops the entries; a principal set's filter serves only that exact set.
 struct Searcher::Vectors {
   static constexpr size_t kMaxCachedFilters = 32;
-  static constexpr int kLoadAttempts = 4;
 
   std::mutex mutex;
   std::string data_dir;
@@ -94,46 +93,25 @@ struct Searcher::Vectors {
   std::unique_ptr<Catalog> catalog;
   std::optional<VectorManifest> manifest;
   std::unique_ptr<VectorIndex> index;
-  std::string manifest_stamp;  // stat() of manifest.json when loaded: device, inode, size, mtime
+  bool loaded = false;  // a failed load is retried (and reported) by the next query
   std::list<std::pair<std::string, std::shared_ptr<const VectorFilter>>> filters;  // most recent first
 
-  std::string stamp() const {
-    struct stat st;
-    if (::stat(manifest_path(data_dir, gen).c_str(), &st) != 0) return "";
-    return fmt::format("{}:{}:{}:{}.{}", st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-  }
-
-  // Loads the manifest and its FAISS file when the manifest changed since the last load. A hash mismatch is
-  // retried: a writer renames the FAISS file before the manifest, so a reader can meet a new file with the
-  // old manifest for a moment.
-  void refresh() {
-    std::string now = stamp();
-    if (!manifest_stamp.empty() && now == manifest_stamp) return;
-    filters.clear();
-    for (int attempt = 1;; ++attempt) {
-      try {
-        now = stamp();
-        auto m = read_manifest(data_dir, gen);
+  void load() {
+    if (loaded) return;
+    auto m = read_manifest(data_dir, gen);
+    if (m) {
+      index = VectorIndex::load(generation_path(data_dir, gen) + "/" + m->file, m->hash);
+      if (index->dim() != m->dim || index->size() != m->vectors) {
+        std::string message = fmt::format("{}: manifest says {} vectors of dimension {}, the file has {} of {}; run "
+                                          "rag verify --repair", manifest_path(data_dir, gen), m->vectors, m->dim,
+                                          index->size(), index->dim());
         index.reset();
-        manifest.reset();
-        manifest_stamp = now;
-        if (!m) return;
-        index = VectorIndex::load(generation_path(data_dir, gen) + "/" + m->file, m->hash);
-        if (index->dim() != m->dim || index->size() != m->vectors)
-          fail(Errc::kCorrupt, "{}: manifest says {} vectors of dimension {}, the file has {} of {}; run rag ingest "
-               "to rebuild the vector index", manifest_path(data_dir, gen), m->vectors, m->dim, index->size(),
-               index->dim());
-        manifest = std::move(m);
-        spdlog::debug("search: {}: loaded {} vectors ({}) reflecting catalog change {}", data_dir, index->size(),
-                      manifest->kind, manifest->change_counter);
-        return;
-      } catch (const Error& e) {
-        index.reset();
-        manifest_stamp.clear();
-        if (e.code() != Errc::kCorrupt || attempt >= kLoadAttempts) throw;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50 * attempt));
+        throw Error(Errc::kCorrupt, message);
       }
+      spdlog::debug("search: {}: loaded {} vectors ({}) of generation {}", data_dir, index->size(), m->kind, gen);
     }
+    manifest = std::move(m);
+    loaded = true;
   }
 
   std::shared_ptr<const VectorFilter> filter_for(const std::vector<std::string>& principals) {
@@ -305,7 +283,7 @@ std::vector<ScoredChunk> Searcher::vector_candidates(std::span<const float> quer
   auto& v = *vectors_;
   std::lock_guard lock(v.mutex);
   if (!v.catalog) v.catalog = std::make_unique<Catalog>(catalog_path(data_dir_), Catalog::Mode::kRead);
-  v.refresh();
+  v.load();
   if (!v.manifest)
     fail(Errc::kUnsupported, "{}: has no vectors (ingested without an embedder); add them with rag ingest PATH "
          "--embed-model FILE --data {}", data_dir_, data_dir_);

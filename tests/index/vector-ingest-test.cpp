@@ -160,7 +160,9 @@ TEST(VectorIngest, AChangedFilesOldVectorsAreGoneInEveryIndexKind) {
     ASSERT_TRUE(m);
     EXPECT_EQ(m->kind, vector_index_kind_name(kind));
     EXPECT_EQ(m->vectors, catalog.chunk_count());
-    if (kind == VectorIndexKind::kHnsw) EXPECT_GT(m->rows, m->vectors);  // tombstones, not yet compacted
+    if (kind == VectorIndexKind::kHnsw) {
+      EXPECT_GT(m->rows, m->vectors);  // tombstones, not yet compacted
+    }
     Searcher searcher(data);
     SearchOptions options;
     options.k = 50;
