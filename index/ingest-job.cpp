@@ -239,7 +239,6 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
   remove_unpublished_generations(data_dir);
   const int64_t live = current_generation(data_dir);
   const int64_t live_change = live > 0 ? generation_change(data_dir, live) : -1;
-  // The generation this job writes, made on first need: a job that changes nothing publishes nothing.
   // Chunks the catalog changed after the live generation's counter: a writer died after committing some
   // batches. (Changes that touch no chunk, like a file failing again, need no new generation.)
   bool behind = live == 0 || live_change < 0;
@@ -248,6 +247,7 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
     catalog.chunk_changes_since(live_change, removed, added);
     behind = !removed.empty() || !added.empty();
   }
+  // The generation this job writes, made on first need: a job that changes nothing publishes nothing.
   std::unique_ptr<PendingGeneration> new_gen;
   std::unique_ptr<KeywordIndex> keywords;
   auto open_next = [&] {
