@@ -20,26 +20,6 @@
 namespace rag::ingest {
 namespace {
 
-// A PDF from object bodies (numbered from 1) with a correct xref table unless the caller cuts it.
-std::string pdf_of(const std::vector<std::string>& objects, const std::string& trailer_extra = "") {
-  std::string pdf = "%PDF-1.4\n";
-  std::vector<size_t> offsets;
-  for (size_t i = 0; i < objects.size(); ++i) {
-    offsets.push_back(pdf.size());
-    pdf += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
-  }
-  const size_t xref = pdf.size();
-  pdf += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
-  for (size_t offset : offsets) {
-    char line[32];
-    std::snprintf(line, sizeof line, "%010zu 00000 n \n", offset);
-    pdf += line;
-  }
-  pdf += "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R " + trailer_extra +
-         " >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
-  return pdf;
-}
-
 const std::string kFont = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>";
 
 std::string content_stream(const std::string& content, const std::string& dict_extra = "") {
@@ -54,7 +34,7 @@ std::string one_page(const std::string& content_object, const std::string& trail
       "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
       content_object, kFont};
   for (auto& o : extra) objects.push_back(std::move(o));
-  return pdf_of(objects, trailer_extra);
+  return rag::test::pdf_from_objects(objects, trailer_extra);
 }
 
 const char kGarbage[] = "\x01\x02\xff\xfe garbage \x00\x7f";  // with a NUL inside
@@ -115,13 +95,13 @@ std::vector<Case> cases() {
       {"garbage in the xref table", xref_garbage, Errc::kCorrupt, Outcome::kFailsOrText},
       {"startxref past the end", bad_startxref, Errc::kCorrupt, Outcome::kFailsOrText},
       {"page tree whose Kids is itself",
-       pdf_of({"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [2 0 R] /Count 1 >>"}), Errc::kCorrupt},
+       rag::test::pdf_from_objects({"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [2 0 R] /Count 1 >>"}), Errc::kCorrupt},
       {"two page tree nodes in a cycle",
-       pdf_of({"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 2 >>",
+       rag::test::pdf_from_objects({"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 2 >>",
                "<< /Type /Pages /Parent 2 0 R /Kids [2 0 R] /Count 1 >>"}),
        Errc::kCorrupt},
       {"page tree with a huge Count",
-       pdf_of({"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [2 0 R 2 0 R 2 0 R] /Count 2147483647 >>"}),
+       rag::test::pdf_from_objects({"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [2 0 R 2 0 R 2 0 R] /Count 2147483647 >>"}),
        Errc::kCorrupt},
       {"stream Length 2^32 - 1", one_page("<< /Length 4294967295 >>\nstream\n" + kText + "\nendstream"),
        Errc::kCorrupt, Outcome::kFailsOrText},

@@ -17,26 +17,6 @@ namespace {
 using test::expect_error;
 using test::expect_well_formed;
 
-// A syntactically valid PDF built from object bodies (numbered from 1) with a correct xref table.
-std::string hand_made_pdf(const std::vector<std::string>& objects, const std::string& trailer_extra) {
-  std::string pdf = "%PDF-1.4\n";
-  std::vector<size_t> offsets;
-  for (size_t i = 0; i < objects.size(); ++i) {
-    offsets.push_back(pdf.size());
-    pdf += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
-  }
-  size_t xref = pdf.size();
-  pdf += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
-  for (size_t offset : offsets) {
-    char line[32];
-    std::snprintf(line, sizeof line, "%010zu 00000 n \n", offset);
-    pdf += line;
-  }
-  pdf += "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R " + trailer_extra +
-         " >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
-  return pdf;
-}
-
 std::string text_page_objects_pdf(const std::string& trailer_extra,
                                   std::vector<std::string> extra_objects = {}) {
   std::string content = "BT /F1 12 Tf 20 100 Td (Hello from a hand made PDF) Tj ET";
@@ -47,7 +27,7 @@ std::string text_page_objects_pdf(const std::string& trailer_extra,
       "<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content + "\nendstream",
       "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"};
   for (std::string& o : extra_objects) objects.push_back(std::move(o));
-  return hand_made_pdf(objects, trailer_extra);
+  return rag::test::pdf_from_objects(objects, trailer_extra);
 }
 
 class PdfTest : public testing::Test {
@@ -110,7 +90,7 @@ TEST_F(PdfTest, NoTextIsCorrupt) {
 }
 
 TEST_F(PdfTest, HandMadePdfParses) {
-  // The oracle for hand_made_pdf: without /Encrypt it is an ordinary readable PDF.
+  // The oracle for pdf_from_objects: without /Encrypt it is an ordinary readable PDF.
   std::string path = dir_ / "plain.pdf";
   rag::test::write_file(path, text_page_objects_pdf(""));
   ParsedDocument doc = parse_pdf(path);

@@ -3,6 +3,7 @@
 #include <cairo-pdf.h>
 #include <cairo.h>
 
+#include <cstdio>
 #include <stdexcept>
 #include <string_view>
 
@@ -86,6 +87,25 @@ void write_pdf(const std::string& path, const std::vector<std::string>& pages, c
   cairo_surface_destroy(surface);
   if (status != CAIRO_STATUS_SUCCESS)
     throw std::runtime_error("write_pdf " + path + ": " + cairo_status_to_string(status));
+}
+
+std::string pdf_from_objects(const std::vector<std::string>& objects, const std::string& trailer_extra) {
+  std::string pdf = "%PDF-1.4\n";
+  std::vector<size_t> offsets;
+  for (size_t i = 0; i < objects.size(); ++i) {
+    offsets.push_back(pdf.size());
+    pdf += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
+  }
+  const size_t xref = pdf.size();
+  pdf += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
+  for (size_t offset : offsets) {
+    char line[32];
+    std::snprintf(line, sizeof line, "%010zu 00000 n \n", offset);
+    pdf += line;
+  }
+  pdf += "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R " + trailer_extra +
+         " >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
+  return pdf;
 }
 
 }  // namespace rag::test

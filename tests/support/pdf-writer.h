@@ -12,4 +12,8 @@ namespace rag::test {
 // Throws std::runtime_error when cairo cannot write `path`.
 void write_pdf(const std::string& path, const std::vector<std::string>& pages, const std::string& title);
 
+// A PDF's bytes built by hand from object bodies (numbered from 1; object 1 is the /Root) with a correct xref
+// table; `trailer_extra` goes into the trailer dictionary. For cases cairo would never write.
+std::string pdf_from_objects(const std::vector<std::string>& objects, const std::string& trailer_extra = "");
+
 }  // namespace rag::test
