@@ -240,6 +240,29 @@ std::vector<float> embed_checked(const Embedder& embedder, const std::vector<std
   return out;
 }
 
+std::shared_ptr<const Embedder> open_recorded_embedder(const Catalog& catalog, const std::string& data_dir,
+                                                       std::string* path_out) {
+  std::optional<std::string> identity = catalog.meta("embedder_identity");
+  if (!identity) return nullptr;
+  std::string path = catalog.meta("embedder_path").value_or("");
+  if (path.empty())
+    fail(Errc::kNotFound, "{}: vectors were made by {} but the data dir records no model file; give it with "
+         "rag ingest --embed-model FILE", data_dir, *identity);
+  std::shared_ptr<const Embedder> embedder;
+  try {
+    embedder = open_embedder(path);
+  } catch (const Error& e) {
+    fail(e.code(), "{}: the data dir embeds with {} and cannot open it: {}; restore the file, give it with "
+         "rag ingest --embed-model FILE, or re-embed with rag ingest --reembed --embed-model FILE", data_dir, path,
+         e.what());
+  }
+  if (embedder->identity() != *identity)
+    fail(Errc::kMismatch, "{}: {} is now model {}, but the vectors were made by {}; re-embed with rag ingest "
+         "--reembed --embed-model {} --data {}", data_dir, path, embedder->identity(), *identity, path, data_dir);
+  if (path_out) *path_out = path;
+  return embedder;
+}
+
 int64_t embed_missing(Catalog& catalog, const Embedder& embedder, const std::string& data_dir) {
   std::vector<int64_t> missing = catalog.chunk_ids_without_vector();
   if (missing.empty()) return 0;
@@ -296,23 +319,7 @@ RebuildSummary rebuild(const std::string& data_dir, const RebuildOptions& option
   Catalog catalog(catalog_path(data_dir), Catalog::Mode::kWrite);
   remove_unpublished_generations(data_dir);
 
-  std::shared_ptr<const Embedder> embedder;
-  std::optional<std::string> identity = catalog.meta("embedder_identity");
-  if (identity) {
-    std::string path = catalog.meta("embedder_path").value_or("");
-    if (path.empty())
-      fail(Errc::kNotFound, "{}: vectors were made by {} but the data dir records no model file; run rag ingest "
-           "--reembed --embed-model FILE --data {}", data_dir, *identity, data_dir);
-    try {
-      embedder = open_embedder(path);
-    } catch (const Error& e) {
-      fail(e.code(), "{}: the data dir embeds with {} and cannot open it: {}; restore the file or re-embed with "
-           "rag ingest --reembed --embed-model FILE", data_dir, path, e.what());
-    }
-    if (embedder->identity() != *identity)
-      fail(Errc::kMismatch, "{}: {} is now model {}, but the vectors were made by {}; re-embed with rag ingest "
-           "--reembed --embed-model {} --data {}", data_dir, path, embedder->identity(), *identity, path, data_dir);
-  }
+  std::shared_ptr<const Embedder> embedder = open_recorded_embedder(catalog, data_dir);
 
   RebuildSummary summary;
   if (embedder && options.reembed) {

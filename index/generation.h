@@ -57,6 +57,12 @@ std::unique_ptr<VectorIndex> vectors_from_catalog(const Catalog& catalog, int di
 void save_vectors(const VectorIndex& vectors, const std::string& data_dir, int64_t gen, int64_t change_counter,
                   const std::string& embedder_identity);
 
+// The embedder the data dir records (catalog meta "embedder_path"), checked against the recorded identity;
+// null when it records none. Errors say what to do (kNotFound, kMismatch, or the model's own open error).
+// `path_out`, when given, receives the model path.
+std::shared_ptr<const Embedder> open_recorded_embedder(const Catalog& catalog, const std::string& data_dir,
+                                                       std::string* path_out = nullptr);
+
 // Embeds `texts`, checking the embedder kept its word on the shape.
 std::vector<float> embed_checked(const Embedder& embedder, const std::vector<std::string>& texts);
 

@@ -266,23 +266,7 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
   std::shared_ptr<const Embedder> embedder = options.embedder;
   std::string embedder_path = options.embedder_path;
   auto recorded_identity = catalog.meta("embedder_identity");
-  if (!embedder && recorded_identity) {
-    std::string path = catalog.meta("embedder_path").value_or("");
-    if (path.empty())
-      fail(Errc::kNotFound, "{}: vectors were made by {} but the data dir records no model file; give it with "
-           "--embed-model FILE", data_dir, *recorded_identity);
-    try {
-      embedder = open_embedder(path);
-    } catch (const Error& e) {
-      fail(e.code(), "{}: the data dir embeds with {} and cannot open it: {}; restore the file, give it with "
-           "--embed-model FILE, or re-embed with rag ingest --reembed --embed-model FILE", data_dir, path, e.what());
-    }
-    embedder_path = path;
-    if (embedder->identity() != *recorded_identity)
-      fail(Errc::kMismatch, "{}: {} is now model {}, but the vectors were made by {}; re-embed with rag ingest "
-           "--reembed --embed-model {} --data {}", data_dir, path, embedder->identity(), *recorded_identity, path,
-           data_dir);
-  }
+  if (!embedder && recorded_identity) embedder = open_recorded_embedder(catalog, data_dir, &embedder_path);
   if (embedder && recorded_identity && embedder->identity() != *recorded_identity && !options.reembed)
     fail(Errc::kMismatch, "{}: the data dir embeds with {}, not {} ({}); to switch models run rag ingest --reembed "
          "--embed-model FILE --data {} (re-embeds every chunk)", data_dir, *recorded_identity, embedder->identity(),
