@@ -1,6 +1,10 @@
 // The BERT encoder: loading and checking the model, the forward pass over a packed batch, pooling and the
 // classification head. nn/encoder.h describes the model and the text rules.
 //
+// OpenMP regions: the embedding and attention loops run under a ParallelError (each holds a fault point,
+// "encoder.parallel", so tests fail a worker inside a region); the element-wise loops call kernels over
+// buffers sized before the region, which do not throw.
+//
 // A forward pass holds, for T packed tokens: x (T × dim, the residual stream), q, k, v, ctx (T × dim each)
 // and the FFN activations (T × ffn); forward passes are cut at kBatchTokens tokens to bound that memory.
 #include "nn/encoder.h"
@@ -13,8 +17,10 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/parallel-error.h"
 #include "nn/gguf.h"
 #include "nn/kernels.h"
 #include "nn/tokenizer.h"
@@ -366,8 +372,10 @@ std::vector<float> Encoder::Impl::forward(const EncoderSequence* sequences, size
   const auto* token_base = static_cast<const uint8_t*>(token_embd->data);
   const auto* position_base = static_cast<const uint8_t*>(position_embd->data);
   const auto* type_base = token_types ? static_cast<const uint8_t*>(token_types->data) : nullptr;
+  ParallelError error;
 #pragma omp parallel for schedule(static) if (n * d >= kParallelMinWork)
-  for (int64_t s = 0; s < static_cast<int64_t>(count); ++s) {
+  for (int64_t s = 0; s < static_cast<int64_t>(count); ++s) error.run([&] {
+    fault::hit("encoder.parallel");
     const EncoderSequence& seq = sequences[s];
     for (int64_t i = 0; i < start[s + 1] - start[s]; ++i) {
       float* row = x.data() + (start[s] + i) * d;
@@ -382,7 +390,8 @@ std::vector<float> Encoder::Impl::forward(const EncoderSequence* sequences, size
       }
       layer_norm(row, embd_norm_weight.data(), embd_norm_bias.data(), row, d, eps);
     }
-  }
+  });
+  error.rethrow();
 
   const float attention_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
   const int64_t jobs = static_cast<int64_t>(count) * config.heads;
@@ -398,7 +407,8 @@ std::vector<float> Encoder::Impl::forward(const EncoderSequence* sequences, size
 
     // One job per (sequence, head); a job sees only its own sequence's keys: the mask is the packing.
 #pragma omp parallel for schedule(dynamic) if (attention_work >= kParallelMinWork)
-    for (int64_t job = 0; job < jobs; ++job) {
+    for (int64_t job = 0; job < jobs; ++job) error.run([&] {
+      fault::hit("encoder.parallel");
       const int64_t s = job / config.heads;
       const int64_t head = job % config.heads;
       const int64_t first = start[s];
@@ -422,7 +432,8 @@ std::vector<float> Encoder::Impl::forward(const EncoderSequence* sequences, size
         float* out = ctx.data() + (first + i) * d + head * head_dim;
         for (int64_t e = 0; e < head_dim; ++e) out[e] = dot_f32(p, vt + e * len, len);
       }
-    }
+    });
+    error.rethrow();
 
     matmul(l.o, ctx.data(), n, q.data());
     add_bias(q.data(), l.o_bias, d, n);
@@ -543,6 +554,7 @@ std::vector<float> Encoder::embed_tokens(const std::vector<EncoderSequence>& seq
          "reranker", impl_->file->path());
   }
   impl_->check(sequences);
+  fault::hit("encoder.embed");
   return impl_->pool(sequences);
 }
 
@@ -553,6 +565,7 @@ std::vector<float> Encoder::score_tokens(const std::vector<EncoderSequence>& seq
   }
   impl_->check(sequences);
   if (sequences.empty()) return {};
+  fault::hit("encoder.score");
   return impl_->score(sequences);
 }
 
