@@ -119,7 +119,15 @@ int64_t PendingGeneration::publish(Catalog& catalog, int keep) {
   RAG_ASSERT(keep >= 2);
   fsync_tree(path());
   fsync_path(data_dir_ + "/gen", true);
-  publish_generation(data_dir_, number_);
+  try {
+    publish_generation(data_dir_, number_);
+  } catch (...) {
+    // The fsync of the data dir comes after the rename: when it fails, CURRENT names this generation already,
+    // and deleting it would leave CURRENT naming nothing. Its files are durable; the error still says the
+    // switch may not be.
+    published_ = readable_current(data_dir_) == number_;
+    throw;
+  }
   published_ = true;
   // The new generation is live; what follows only frees space, and a failure leaves it to the next writer.
   int64_t purged = 0;
