@@ -372,6 +372,13 @@ VerifyReport verify(const std::string& data_dir) {
   std::error_code ec;
   if (!fs::exists(catalog_path(data_dir), ec))
     fail(Errc::kNotFound, "{}: no catalog here; run rag ingest PATH --data {} first", data_dir, data_dir);
+  // No CURRENT and no generation folder: a first writer stopped before publishing (or before its catalog had
+  // tables, which the catalog refuses to open for reading). Nothing is served and nothing disagrees.
+  if (!fs::exists(data_dir + "/CURRENT", ec) && generations_on_disk(data_dir).empty()) {
+    r.notes.push_back("nothing published yet (a first rag ingest stopped before publishing, or none ran); the "
+                      "next rag ingest or rag rebuild publishes what the catalog holds");
+    return r;
+  }
   Catalog catalog(catalog_path(data_dir), Catalog::Mode::kRead);
   r.catalog_change = catalog.change_counter();
   auto problem = [&](std::string line) { r.problems.push_back(std::move(line)); };
