@@ -1,6 +1,19 @@
 #include "generate/block-pool.h"
 
+#include "common/live-count.h"
+
 namespace rag::generate {
+namespace {
+
+// Blocks with a reference in the pools alive, process-wide; the test binaries' end-of-run accounting checks
+// it is back to its start. A pool destroyed while holding blocks drops them from the count: the engine
+// checks its own pool is whole first (engine.cpp, "kv_blocks_leaked").
+LiveCount& held_blocks() {
+  static LiveCount& count = live_count("kv_blocks");
+  return count;
+}
+
+}  // namespace
 
 BlockPool::BlockPool(KvLayout layout, int64_t block_count) : layout_(layout) {
   RAG_ASSERT(layout.block_floats() > 0 && block_count > 0 && block_count <= INT32_MAX);
@@ -11,12 +24,15 @@ BlockPool::BlockPool(KvLayout layout, int64_t block_count) : layout_(layout) {
   for (int64_t b = block_count - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
 
+BlockPool::~BlockPool() { held_blocks().add(free_count() - block_count()); }
+
 int32_t BlockPool::allocate() {
   if (free_.empty()) return -1;
   const int32_t block = free_.back();
   free_.pop_back();
   RAG_ASSERT(refs_[index(block)] == 0);
   refs_[index(block)] = 1;
+  held_blocks().add(1);
   return block;
 }
 
@@ -28,7 +44,10 @@ void BlockPool::retain(int32_t block) {
 void BlockPool::release(int32_t block) {
   int32_t& ref = refs_[index(block)];
   RAG_ASSERT(ref > 0);
-  if (--ref == 0) free_.push_back(block);
+  if (--ref == 0) {
+    free_.push_back(block);
+    held_blocks().add(-1);
+  }
 }
 
 }  // namespace rag::generate

@@ -33,6 +33,7 @@ class BlockPool {
   // `block_count` blocks of layout.block_floats() floats. The memory is reserved, not touched: pages are
   // committed as blocks are first written.
   BlockPool(KvLayout layout, int64_t block_count);
+  ~BlockPool();
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
 

@@ -12,6 +12,8 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/fault.h"
+#include "common/live-count.h"
 #include "common/log.h"
 #include "generate/block-pool.h"
 #include "generate/continuation.h"
@@ -365,6 +367,7 @@ bool Engine::Impl::step() {
   if (batch.tokens.empty()) return false;
 
   try {
+    fault::hit("engine.forward");  // tests fail the Nth pass (tests/faults-calls/)
     model->forward(batch, scratch, logits);
   } catch (...) {
     // Not expected (positions and ids were checked on submit): fail the sequences of this pass only.
@@ -510,6 +513,12 @@ Engine::~Engine() {
   }
   impl_->wake.notify_all();
   impl_->thread.join();
+  // Every request has ended; with the prefix cache gone, a block still referenced was never released.
+  impl_->cache.reset();
+  if (const int64_t held = impl_->pool.block_count() - impl_->pool.free_count(); held > 0) {
+    spdlog::error("generate: engine stopped with {} KV blocks never released", held);
+    live_count("kv_blocks_leaked").add(held);
+  }
 }
 
 Submission Engine::submit(Request request) {

@@ -1,9 +1,9 @@
 // Resource accounting at the end of every test run (issue 6; docs/reliability.md, promise 4). Linked as an
 // object into every test binary (tests/CMakeLists.txt), it registers a GoogleTest environment that records,
 // before the first test, the process's open file descriptors (/proc/self/fd), threads (/proc/self/task) and
-// this process's scratch directories under temp_root() (support.h: temp_prefix()), and checks them after
-// the last test. Anything left over fails the binary with a message naming it ("fd 7 -> socket:[1234]",
-// "3 threads", "/tmp/rag-test-123-AbC123").
+// this process's scratch directories under temp_root() (support.h: temp_prefix()) and the live resource
+// counts of common/live-count.h (KV blocks held), and checks them after the last test. Anything left over fails the binary with a message naming it ("fd 7 -> socket:[1234]",
+// "3 threads", "/tmp/rag-test-123-AbC123", "kv_blocks 0 -> 4").
 //
 // Threads: libgomp starts its worker pool at the first parallel region and keeps it for the life of the
 // process (a documented process-lifetime singleton; OpenBLAS's pthread pool starts when the library loads,
@@ -24,6 +24,7 @@
 #include <string>
 #include <thread>
 
+#include "common/live-count.h"
 #include "tests/support/support.h"
 
 namespace rag::test {
@@ -77,6 +78,7 @@ class ResourceAccounting : public testing::Environment {
     fds_ = open_fds();
     threads_ = thread_count();
     dirs_ = scratch_dirs();
+    counts_ = live_counts();
   }
 
   void TearDown() override {
@@ -94,6 +96,11 @@ class ResourceAccounting : public testing::Environment {
     }
     for (const std::string& dir : scratch_dirs())
       if (!dirs_.count(dir)) leaks += "  scratch directory " + dir + " (a TempDir never destroyed)\n";
+    for (const auto& [name, value] : live_counts()) {
+      const int64_t start = counts_.count(name) ? counts_.at(name) : 0;
+      if (value != start)
+        leaks += "  " + name + " " + std::to_string(start) + " -> " + std::to_string(value) + " (held, never given back)\n";
+    }
     if (!leaks.empty()) ADD_FAILURE() << "resources left after the last test:\n" << leaks;
   }
 
@@ -101,6 +108,7 @@ class ResourceAccounting : public testing::Environment {
   std::map<int, std::string> fds_;
   int threads_ = 0;
   std::set<std::string> dirs_;
+  std::map<std::string, int64_t> counts_;
 };
 
 [[maybe_unused]] testing::Environment* const kAccounting = testing::AddGlobalTestEnvironment(new ResourceAccounting);
