@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "common/error.h"
@@ -20,6 +21,9 @@ constexpr int64_t kMaxLayers = 4096;
 // Attention work (multiply-adds) below which one thread does it all: waking a team costs more than this,
 // and far more on a loaded machine where idle threads must be rescheduled.
 constexpr int64_t kAttentionParallelMinWork = int64_t{1} << 18;
+// Query tokens per attention tile: each K and V row is read once per tile, and the tile's Qᵀ and Oᵀ
+// (2 × head_dim × group × tokens floats, 115 KB for Qwen2.5-0.5B) stay in L2.
+constexpr int64_t kAttentionTileTokens = 32;
 // Values touched by a per-token element-wise step (norms, biases, RoPE, SwiGLU, residual adds) below which
 // it runs on the calling thread: a decode step's few thousand values are not worth a fork and join, a
 // prefill's millions are (run serially they left the second core idle for ~4% of a 512-token prefill).
@@ -227,41 +231,41 @@ void Model::embed(int32_t token, float* out) const {
   nn::dequantize_row(token_embd_.type, row, out, token_embd_.cols);
 }
 
-// Attention in tiles, so that each key and value row loaded meets many query rows (prefill) and the work is
-// small dense products instead of one dot product per (token, head, position):
+// Attention in tiles with an online softmax (nn::attention_block), so that each key and value row loaded
+// meets many query rows (prefill) and no score matrix longer than one KV block is ever stored:
 //   a run is a stretch of the batch from one sequence at consecutive positions; a task is one KV head of
-//   one run and a tile of up to T of its tokens, whose R = group × T query rows (the query heads sharing
-//   that KV head) see the same keys, positions [0, L) with L = the tile's last position + 1.
-//   Sᵀ (L × R) = K · Qᵀ, one product per KV block (K rows are read in place; Qᵀ is packed, pre-scaled);
-//   S = transpose, each row softmaxed over its own causal length (position + 1), the rest zeroed;
-//   O (R × head_dim) = Σ over KV blocks S[:, block] · V_block, V rows read in place.
-// T shrinks as L grows so that S and Sᵀ of one task stay within a few hundred KB of L2.
+//   one run and a tile of up to kAttentionTileTokens of its tokens, whose R = T × group query rows (row
+//   t × group + h: query head kv_head × group + h of token t) see the same keys, positions [0, L) with
+//   L = the tile's last position + 1;
+//   Qᵀ (head_dim × R) is packed and pre-scaled, then the tile walks the KV blocks in order, K and V rows read
+//   in place, each row masked causally to positions ≤ its own; rows that see nothing of a block skip it.
+// The tile used to shrink as L grew (the whole L-long score matrix had to fit in L2): at L = 2000 it held
+// 4 tokens and every K and V row was read again for each 4 query tokens. A row's result depends only on
+// its own query and the blocks it sees, so batching and chunking leave every row's bits unchanged.
 void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
   const ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(b.tokens.size());
   const int64_t group = c.head_count / c.head_count_kv, hd = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
-  // Batch indices [first, first + count) of one sequence at consecutive positions, one KV head, keys = L.
   using Task = ForwardScratch::AttentionTask;
   std::vector<Task>& tasks = s.attention_tasks;
   tasks.clear();
-  constexpr int64_t kScoreBudget = 1 << 16;   // floats of S per task
-  int64_t work = 0, max_rows = 0, max_scores = 0;
+  int64_t work = 0, max_rows = 0;
   for (int64_t i = 0; i < n;) {
     int64_t j = i + 1;
     while (j < n && b.kv[static_cast<size_t>(j)] == b.kv[static_cast<size_t>(i)] &&
            b.positions[static_cast<size_t>(j)] == b.positions[static_cast<size_t>(j - 1)] + 1)
       ++j;
-    const int64_t longest = b.positions[static_cast<size_t>(j - 1)] + 1;
-    const int64_t tile = std::clamp<int64_t>(kScoreBudget / (group * longest), 1, 16);
+    // Tiles of equal size: 100 tokens make 4 tiles of 25 rather than 3 of 32 and one of 4.
+    const int64_t tiles = (j - i + kAttentionTileTokens - 1) / kAttentionTileTokens;
+    const int64_t tile = (j - i + tiles - 1) / tiles;
     for (int64_t t0 = i; t0 < j; t0 += tile) {
       const int64_t count = std::min(tile, j - t0);
       const int64_t keys = b.positions[static_cast<size_t>(t0 + count - 1)] + 1;
       for (int64_t g = 0; g < c.head_count_kv; ++g) tasks.push_back({t0, count, g, keys});
       work += count * keys * 2 * q_dim;
       max_rows = std::max(max_rows, group * count);
-      max_scores = std::max(max_scores, group * count * keys);
     }
     i = j;
   }
@@ -269,44 +273,62 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
   std::stable_sort(tasks.begin(), tasks.end(), [](const Task& x, const Task& y) { return x.keys * x.count > y.keys * y.count; });
 
   const int threads = work >= kAttentionParallelMinWork ? std::max(1, omp_get_max_threads()) : 1;
-  const int64_t per_thread = 2 * max_scores + 2 * max_rows * hd;
+  const int64_t per_thread = 2 * max_rows * hd + 2 * max_rows;
   s.scores.resize(static_cast<size_t>(threads * per_thread));
+  s.visible.resize(static_cast<size_t>(threads * max_rows));
   // Nothing here throws (the batch was checked before the pass started).
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
   for (size_t task = 0; task < tasks.size(); ++task) {
     const Task& k = tasks[task];
     const KvBlocks& kv = *b.kv[static_cast<size_t>(k.first)];
-    const int64_t rows = group * k.count, keys = k.keys, kv_off = k.kv_head * hd;
-    float* scores_t = s.scores.data() + omp_get_thread_num() * per_thread;  // Sᵀ: keys × rows
-    float* scores = scores_t + max_scores;                                 // S: rows × keys
-    float* q_t = scores + max_scores;                                      // Qᵀ: hd × rows
-    float* out = q_t + max_rows * hd;                                      // O: rows × hd
-    // Row r = h × count + t: query head k.kv_head × group + h of token k.first + t.
-    for (int64_t h = 0; h < group; ++h) {
-      for (int64_t t = 0; t < k.count; ++t) {
-        const float* q = s.q.data() + (k.first + t) * q_dim + (k.kv_head * group + h) * hd;
-        for (int64_t d = 0; d < hd; ++d) q_t[d * rows + h * k.count + t] = q[d] * scale;
+    const int64_t rows = group * k.count, kv_off = k.kv_head * hd;
+    const int64_t first_pos = b.positions[static_cast<size_t>(k.first)];
+    float* q_t = s.scores.data() + omp_get_thread_num() * per_thread;  // Qᵀ: hd × rows
+    float* out_t = q_t + rows * hd;                                     // Oᵀ: hd × rows
+    float* max = out_t + rows * hd;
+    float* sum = max + rows;
+    int32_t* visible = s.visible.data() + omp_get_thread_num() * max_rows;
+    for (int64_t t = 0; t < k.count; ++t) {
+      const float* q = s.q.data() + (k.first + t) * q_dim + k.kv_head * group * hd;
+      for (int64_t h = 0; h < group; ++h)
+        for (int64_t d = 0; d < hd; ++d) q_t[d * rows + t * group + h] = q[h * hd + d] * scale;
+    }
+    std::fill(out_t, out_t + rows * hd, 0.0f);
+    std::fill(max, max + rows, std::numeric_limits<float>::lowest());
+    std::fill(sum, sum + rows, 0.0f);
+    for (int64_t p = 0; p < k.keys; p += kKvBlockTokens) {
+      const int64_t block = std::min(kKvBlockTokens, k.keys - p);
+      // Token t (position first_pos + t) sees positions ≤ its own: of this block, those before
+      // first_pos + t + 1 - p. Tokens that see none of it come first; they are left out of the call.
+      const int64_t skip = std::clamp<int64_t>(p - first_pos, 0, k.count);
+      for (int64_t t = skip; t < k.count; ++t) {
+        const auto seen = static_cast<int32_t>(std::min(block, first_pos + t + 1 - p));
+        std::fill_n(visible + t * group, group, seen);
+      }
+      const int64_t r0 = skip * group;
+      nn::AttentionBlock a;
+      a.rows = rows - r0;
+      a.head_dim = hd;
+      a.ld = rows;
+      a.q_t = q_t + r0;
+      a.k = kv.key(layer, p) + kv_off;
+      a.v = kv.value(layer, p) + kv_off;
+      a.kv_stride = kv_dim;
+      a.keys = block;
+      a.visible = visible + r0;
+      a.max = max + r0;
+      a.sum = sum + r0;
+      a.out_t = out_t + r0;
+      nn::attention_block(a);
+    }
+    for (int64_t t = 0; t < k.count; ++t) {
+      float* o = s.attn.data() + (k.first + t) * q_dim + k.kv_head * group * hd;
+      for (int64_t h = 0; h < group; ++h) {
+        const int64_t r = t * group + h;
+        const float inverse = 1.0f / sum[r];
+        for (int64_t d = 0; d < hd; ++d) o[h * hd + d] = out_t[d * rows + r] * inverse;
       }
     }
-    for (int64_t p = 0; p < keys; p += kKvBlockTokens) {
-      const int64_t block = std::min(kKvBlockTokens, keys - p);
-      nn::gemm_f32(block, rows, hd, kv.key(layer, p) + kv_off, kv_dim, q_t, rows, scores_t + p * rows, rows, false);
-    }
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t t = r % k.count;
-      const int64_t len = b.positions[static_cast<size_t>(k.first + t)] + 1;
-      float* row = scores + r * keys;
-      for (int64_t p = 0; p < len; ++p) row[p] = scores_t[p * rows + r];
-      nn::softmax(row, len);
-      std::fill(row + len, row + keys, 0.0f);
-    }
-    for (int64_t p = 0; p < keys; p += kKvBlockTokens) {
-      const int64_t block = std::min(kKvBlockTokens, keys - p);
-      nn::gemm_f32(rows, hd, block, scores + p, keys, kv.value(layer, p) + kv_off, kv_dim, out, hd, p > 0);
-    }
-    for (int64_t h = 0; h < group; ++h)
-      for (int64_t t = 0; t < k.count; ++t)
-        std::copy_n(out + (h * k.count + t) * hd, hd, s.attn.data() + (k.first + t) * q_dim + (k.kv_head * group + h) * hd);
   }
 }
 

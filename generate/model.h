@@ -76,6 +76,7 @@ struct Batch {
 // Buffers a forward pass reuses between calls (one per thread of control; not shared).
 struct ForwardScratch {
   std::vector<float> x, h, q, k, v, attn, ff_gate, ff_up, scores;
+  std::vector<int32_t> visible;   // attention: per query row of a tile, the keys of a block it sees
   std::vector<float> rope;   // per token: rope_dims / 2 pairs (cos θ_i, sin θ_i) for its position
   struct AttentionTask {
     int64_t first, count, kv_head, keys;

@@ -1,5 +1,6 @@
 // Scalar kernels: the fallback for CPUs without AVX2 and the reference the SIMD variants are tested
 // against. Written for clarity; the compiler may vectorize them with the baseline ISA (SSE2).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -175,12 +176,43 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
   }
 }
 
+// Row by row, in the order the x86 kernels use for each lane (scores as a chain of fused multiply-adds over
+// head_dim, then the block's maximum, then the rescaled output), which keeps the oracle in the tests simple.
+void attention_block(int64_t rows, int64_t hd, int64_t ld, const float* q_t, const float* k, const float* v,
+                     int64_t kv_stride, int64_t keys, const int32_t* visible, float* max, float* sum, float* out_t) {
+  float s[16], p[16];
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t seen = visible[r];
+    if (seen <= 0) continue;
+    float m = max[r];
+    for (int64_t j = 0; j < seen; ++j) {
+      float acc = 0.0f;
+      for (int64_t d = 0; d < hd; ++d) acc = std::fma(k[j * kv_stride + d], q_t[d * ld + r], acc);
+      s[j] = acc;
+      m = std::max(m, acc);
+    }
+    const float alpha = std::exp(max[r] - m);
+    float l = sum[r] * alpha;
+    for (int64_t j = 0; j < seen; ++j) {
+      p[j] = std::exp(s[j] - m);
+      l += p[j];
+    }
+    for (int64_t d = 0; d < hd; ++d) {
+      float o = out_t[d * ld + r] * alpha;
+      for (int64_t j = 0; j < seen; ++j) o = std::fma(v[j * kv_stride + d], p[j], o);
+      out_t[d * ld + r] = o;
+    }
+    max[r] = m;
+    sum[r] = l;
+  }
+}
+
 }  // namespace
 
 const KernelTable kPortableKernels = {
     "portable", dot_f32,   dot_f16, dot_bf16, dot_q8_0, dot_q4_0,  quantize_q8, row_to_f32,
     matmul_q8,  matmul_q8_scratch_bytes, false, matvec_q8, rms_norm, layer_norm, softmax, silu, swiglu, gelu,
-    gelu_tanh,  add,       mul,     scale,    axpy,     gemm_f32,
+    gelu_tanh,  add,       mul,     scale,    axpy,     gemm_f32, attention_block,
 };
 
 }  // namespace rag::nn

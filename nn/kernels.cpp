@@ -419,6 +419,13 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
   kernels().gemm_f32(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
 }
 
+void attention_block(const AttentionBlock& a) {
+  RAG_ASSERT(a.rows >= 0 && a.head_dim > 0 && a.ld >= a.rows && a.keys >= 1 && a.keys <= kAttentionBlockKeys);
+  if (a.rows == 0) return;
+  kernels().attention_block(a.rows, a.head_dim, a.ld, a.q_t, a.k, a.v, a.kv_stride, a.keys, a.visible, a.max,
+                            a.sum, a.out_t);
+}
+
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
   kernels().rms_norm(x, weight, y, n, eps);
 }

@@ -85,6 +85,34 @@ void axpy(float alpha, const float* x, float* y, int64_t n);
 void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
               int64_t ldc, bool accumulate);
 
+// One step of attention with an online softmax (flash attention): `rows` query rows against up to
+// kAttentionBlockKeys key and value rows, updating per row a running maximum score m, a running sum l of
+// exp(score - m) and a running output O = Σ exp(score - m) v, so that a tile of queries meets each K and V
+// row once and never holds more scores than one block's. For each row r seeing keys j < visible[r]:
+//   s_j = q_r · k_j;  m' = max(m, max_j s_j);  α = exp(m - m');  l = α l + Σ_j exp(s_j - m');
+//   O_r = α O_r + Σ_j exp(s_j - m') v_j;  m = m'
+// Start every row with m = lowest float, l = 0, O = 0, call once per block in key order, then divide O_r
+// by l. A row with visible 0 is left unchanged. Each row's result depends only on its own q, visible and
+// state (never on which other rows share the call), so batching query rows does not change any of them.
+// Queries and outputs are transposed (head_dim × rows, column r is row r, `ld` floats between the rows of
+// the transposed matrix), so that the kernels run across query rows in their vector lanes.
+struct AttentionBlock {
+  int64_t rows = 0;
+  int64_t head_dim = 0;
+  int64_t ld = 0;                  // ≥ rows
+  const float* q_t = nullptr;      // head_dim × ld; q_t[d * ld + r], already scaled by 1/√head_dim
+  const float* k = nullptr;        // keys × head_dim, row j at k + j * kv_stride
+  const float* v = nullptr;        // keys × head_dim, row j at v + j * kv_stride
+  int64_t kv_stride = 0;
+  int64_t keys = 0;                // 1 ≤ keys ≤ kAttentionBlockKeys
+  const int32_t* visible = nullptr;   // per row, in [0, keys]: the causal mask within this block
+  float* max = nullptr;            // per row: m
+  float* sum = nullptr;            // per row: l
+  float* out_t = nullptr;          // head_dim × ld: O transposed, out_t[d * ld + r]
+};
+inline constexpr int64_t kAttentionBlockKeys = 16;
+void attention_block(const AttentionBlock& block);
+
 // Element-wise helpers on float vectors of n values. Outputs may alias inputs.
 //   rms_norm:   y = x / sqrt(mean(x²) + eps) * weight                      (Llama, Qwen2)
 //   layer_norm: y = (x - mean) / sqrt(var + eps) * weight + bias          (BERT; var is the biased one)
