@@ -11,9 +11,7 @@ seconds=${1:-30}
 shift || true
 build=${RAG_FUZZ_BUILD:-build-fuzz}
 jobs=${RAG_FUZZ_JOBS:-$(nproc)}
-# http-request is left out of the default run until an open finding is understood: after ~40k loopback
-# connections one request gets no answer for 60 s (its input alone answers at once). Run it by name.
-all=(pdf html markdown text gguf tokenizer-wordpiece tokenizer-bpe tokenizer-spm manifest)
+all=(pdf html markdown text gguf tokenizer-wordpiece tokenizer-bpe tokenizer-spm manifest http-request)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 

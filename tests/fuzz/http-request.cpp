@@ -9,8 +9,11 @@
 // keys. Neither principal is an admin: an accepted upload would ingest into the data dir and change what
 // later inputs see, so the upload body's decoding (base64) is not reached here.
 // A finding, besides a crash: a response answering "internal error" (an exception other than rag::Error
-// escaped a handler: a request the validation let through), or no response within 60 s (generous: a
-// 20 s stall that did not reproduce was seen once under heavy machine load).
+// escaped a handler: a request the validation let through), or no response within 60 s.
+//
+// Every socket call here retries on EINTR: libFuzzer's -timeout runs a SIGALRM timer, and an alarm that lands
+// in poll() used to read as "no response" (the "stall after ~40k connections" that kept this target out of
+// CI: about one alarm in two arrives while the harness waits for a reply).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -19,6 +22,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <thread>
 
@@ -75,8 +81,9 @@ std::string exchange(int port, std::string_view request) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  // Tens of thousands of short connections a minute use up ephemeral ports (the server's side sits in
-  // TIME_WAIT): a refused connect is the harness's problem, so wait and retry before calling it a finding.
+  // Tens of thousands of short connections a minute use up ephemeral ports (this side half-closes first, so
+  // it is the one left in TIME_WAIT): a refused connect is the harness's problem, so wait and retry before
+  // calling it a finding. An interrupted connect (EINTR) is retried the same way, on a fresh socket.
   int tries = 0;
   while (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     if (++tries == 500) fuzz::finding("connect failed for 5 s");
@@ -87,16 +94,22 @@ std::string exchange(int port, std::string_view request) {
   }
   for (size_t done = 0; done < request.size();) {
     ssize_t n = send(fd, request.data() + done, request.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the server may close early (413, malformed request line)
     done += static_cast<size_t>(n);
   }
   shutdown(fd, SHUT_WR);
   std::string response;
   char buf[4096];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (;;) {
     pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 60000) <= 0) fuzz::finding("no response within 60 s");
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const int r = poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) fuzz::finding("no response within 60 s");
     ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     response.append(buf, static_cast<size_t>(n));
   }
