@@ -55,8 +55,9 @@ struct Sequence {
 using SequencePtr = std::unique_ptr<Sequence>;
 
 // Keeps `list` in arrival order (ids grow with submission), so the oldest request goes first everywhere.
+// When the list cannot grow (std::bad_alloc), `seq` is left as it was, for the caller to finish.
 template <typename List>
-void insert_by_id(List& list, SequencePtr seq) {
+void insert_by_id(List& list, SequencePtr& seq) {
   auto at = std::upper_bound(list.begin(), list.end(), seq->id, [](RequestId id, const SequencePtr& s) { return id < s->id; });
   list.insert(at, std::move(seq));
 }
@@ -77,6 +78,9 @@ struct Engine::Impl {
   bool step();
   void end(Sequence& seq, StopReason reason);
   void finish(SequencePtr seq, std::exception_ptr error = nullptr);
+  // insert_by_id, or, when that fails, ends `seq` with the error: never a lost request or its blocks.
+  template <typename List>
+  void place(List& list, SequencePtr seq);
   void sweep();
   void preempt(size_t index);
   void release_blocks(Sequence& seq, bool enter_in_cache);
@@ -182,6 +186,15 @@ void Engine::Impl::finish(SequencePtr seq, std::exception_ptr error) {
   seq->promise.set_value(std::move(info));
 }
 
+template <typename List>
+void Engine::Impl::place(List& list, SequencePtr seq) {
+  try {
+    insert_by_id(list, seq);
+  } catch (...) {
+    finish(std::move(seq), std::current_exception());
+  }
+}
+
 // Removes the sequences a step ended from `running` and completes them.
 void Engine::Impl::sweep() {
   std::vector<SequencePtr> keep;
@@ -201,7 +214,7 @@ void Engine::Impl::preempt(size_t index) {
   ++seq->info.preemptions;
   ++counters.preemptions;
   spdlog::debug("generate: request {} preempted at {} tokens (KV pool full)", seq->id, seq->tokens.size());
-  insert_by_id(waiting, std::move(seq));
+  place(waiting, std::move(seq));
 }
 
 void Engine::Impl::intake(std::vector<SequencePtr> fresh, const std::unordered_set<RequestId>& cancelled) {
@@ -210,7 +223,7 @@ void Engine::Impl::intake(std::vector<SequencePtr> fresh, const std::unordered_s
       finish(std::move(seq));
       continue;
     }
-    insert_by_id(waiting, std::move(seq));
+    place(waiting, std::move(seq));
   }
   if (cancelled.empty()) return;
   for (auto it = waiting.begin(); it != waiting.end();) {
@@ -235,6 +248,9 @@ void Engine::Impl::reserve_blocks() {
   for (size_t i = 0; i < running.size(); ++i) {
     Sequence* seq = running[i].get();
     while (static_cast<int64_t>(seq->blocks.size()) < blocks_for(static_cast<int64_t>(seq->tokens.size()))) {
+      // Room first: a block taken from the pool must not be lost to a failing push_back.
+      seq->blocks.reserve(seq->blocks.size() + 1);
+      seq->kv.blocks.reserve(seq->blocks.size() + 1);
       const int32_t block = allocate_block();
       if (block >= 0) {
         seq->blocks.push_back(block);
@@ -305,6 +321,13 @@ void Engine::Impl::admit() {
       for (int32_t block : matched) release_block(block);
       break;
     }
+    try {  // room for every block first: none taken below may be lost to a failing push_back
+      matched.reserve(static_cast<size_t>(needed));
+      seq.kv.blocks.reserve(static_cast<size_t>(needed));
+    } catch (...) {
+      for (int32_t block : matched) release_block(block);
+      throw;
+    }
     seq.blocks = std::move(matched);
     seq.entered_blocks = static_cast<int64_t>(seq.blocks.size());
     seq.kv.length = seq.entered_blocks * kKvBlockTokens;
@@ -325,7 +348,7 @@ void Engine::Impl::admit() {
     }
     SequencePtr admitted = std::move(waiting.front());
     waiting.pop_front();
-    insert_by_id(running, std::move(admitted));
+    place(running, std::move(admitted));
   }
 }
 
@@ -438,10 +461,16 @@ void Engine::Impl::loop() {
       stop = stopping;
     }
     if (!cleared.empty()) {
-      const int64_t evicted = cache ? cache->evict(cache->size()) : 0;
-      spdlog::info("generate: prefix cache cleared ({} blocks freed)", evicted);
+      // Eviction allocates (the LRU set): a std::bad_alloc goes to the callers, not out of this thread.
+      std::exception_ptr error;
+      try {
+        const int64_t evicted = cache ? cache->evict(cache->size()) : 0;
+        spdlog::info("generate: prefix cache cleared ({} blocks freed)", evicted);
+      } catch (...) {
+        error = std::current_exception();
+      }
       publish();
-      for (std::promise<void>& done : cleared) done.set_value();
+      for (std::promise<void>& done : cleared) error ? done.set_exception(error) : done.set_value();
     }
     try {
       intake(std::move(fresh), cancelled);
@@ -567,7 +596,7 @@ void Engine::clear_prefix_cache() {
     impl_->clears.push_back(std::move(done));
   }
   impl_->wake.notify_one();
-  cleared.wait();
+  cleared.get();
 }
 
 Completion Engine::run(Request request) { return submit(std::move(request)).completion.get(); }

@@ -1,6 +1,7 @@
 #include "generate/prefix-cache.h"
 
 #include <algorithm>
+#include <new>
 #include <utility>
 
 namespace rag::generate {
@@ -41,7 +42,11 @@ void PrefixCache::update(Node* node) {
     node->in_lru = false;
   }
   if (evictable && !node->in_lru) {
-    lru_.emplace(node->last_used, node);
+    try {
+      lru_.emplace(node->last_used, node);
+    } catch (const std::bad_alloc&) {
+      return;  // left out of the LRU: not evictable until its next update; callers never see a failure
+    }
     node->lru_tick = node->last_used;
     node->in_lru = true;
   }
@@ -67,14 +72,20 @@ std::vector<int32_t> PrefixCache::match(std::span<const int32_t> tokens, const C
   const int64_t limit = std::min(max_blocks, static_cast<int64_t>(tokens.size()) / kKvBlockTokens);
   const uint64_t now = ++tick_;
   Node* node = &root_;
-  for (int64_t i = 0; i < limit; ++i) {
-    auto it = node->children.find(key_of(tokens, i, domain));
-    if (it == node->children.end()) break;
-    node = it->second.get();
-    node->last_used = now;
-    retain(node);
-    update(node);
-    blocks.push_back(node->block);
+  blocks.reserve(static_cast<size_t>(std::max<int64_t>(limit, 0)));  // push_back below cannot fail
+  try {
+    for (int64_t i = 0; i < limit; ++i) {
+      auto it = node->children.find(key_of(tokens, i, domain));  // the key allocates
+      if (it == node->children.end()) break;
+      node = it->second.get();
+      node->last_used = now;
+      retain(node);
+      update(node);
+      blocks.push_back(node->block);
+    }
+  } catch (...) {
+    for (int32_t block : blocks) release(block);  // a failed match holds nothing
+    throw;
   }
   return blocks;
 }
@@ -93,12 +104,13 @@ void PrefixCache::insert(std::span<const int32_t> tokens, const CacheDomain& dom
       auto child = std::make_unique<Node>();
       child->parent = node;
       child->block = blocks[i];
-      pool_.retain(blocks[i]);
-      if (pool_.ref_count(blocks[i]) == 1) ++idle_;  // not reached: the caller holds a reference
-      node_of_[static_cast<size_t>(blocks[i])] = child.get();
-      ++node_count_;
+      // The allocations first: a std::bad_alloc leaves the cache as it was (no reference, no dangling node_of_).
       it = node->children.emplace(std::move(key), std::move(child)).first;
       it->second->key = &it->first;
+      pool_.retain(blocks[i]);
+      if (pool_.ref_count(blocks[i]) == 1) ++idle_;  // not reached: the caller holds a reference
+      node_of_[static_cast<size_t>(blocks[i])] = it->second.get();
+      ++node_count_;
       if (node != &root_) update(node);  // no longer a leaf
     }
     node = it->second.get();
