@@ -25,6 +25,8 @@
 
 #include <condition_variable>
 #include <fstream>
+#include <functional>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -380,15 +382,37 @@ class GuardedServer : public httplib::Server {
     const int read_ms = static_cast<int>(read_timeout_sec_ * 1000 + read_timeout_usec_ / 1000);
     const int write_ms = static_cast<int>(write_timeout_sec_ * 1000 + write_timeout_usec_ / 1000);
     bool ok = false;
-    for (size_t left = keep_alive_max_count_; left > 0 && next_request(sock); --left) {
-      DeadlineStream stream(sock, Clock::now() + request_read_timeout, read_ms, write_ms);
-      bool connection_closed = false;
-      ok = process_request(stream, left == 1, connection_closed, nullptr);
-      if (!ok || connection_closed || stream.expired()) break;
+    // httplib catches what a handler throws, not what its own request parsing does (std::bad_alloc): that
+    // would end the worker thread, and the process, with the socket left open.
+    try {
+      for (size_t left = keep_alive_max_count_; left > 0 && next_request(sock); --left) {
+        DeadlineStream stream(sock, Clock::now() + request_read_timeout, read_ms, write_ms);
+        bool connection_closed = false;
+        ok = process_request(stream, left == 1, connection_closed, nullptr);
+        if (!ok || connection_closed || stream.expired()) break;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("http: connection dropped: {}", e.what());
+      ok = false;
     }
     ::shutdown(sock, SHUT_RDWR);
     ::close(sock);
     return ok;
+  }
+};
+
+// httplib's ThreadPool whose enqueue cannot throw: its queue node is allocated on the accept thread, where a
+// std::bad_alloc would end the process. Without memory for the node the connection is served on the accept
+// thread instead (GuardedServer::process_and_close_socket throws nothing).
+class WorkerPool final : public httplib::ThreadPool {
+ public:
+  using httplib::ThreadPool::ThreadPool;
+  void enqueue(std::function<void()> fn) override {
+    try {
+      httplib::ThreadPool::enqueue(fn);  // a copy: `fn` stays whole if the queue cannot take it
+    } catch (const std::bad_alloc&) {
+      fn();
+    }
   }
 };
 
@@ -905,7 +929,7 @@ struct HttpServer::Impl {
   void setup() {
     const Config& config = service.config();
     const size_t threads = static_cast<size_t>(config.workers + config.queue_depth + 8);
-    server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    server.new_task_queue = [threads] { return new WorkerPool(threads); };
     server.set_payload_max_length(std::max(config.max_body_bytes, config.max_upload_bytes));
     server.set_read_timeout(10, 0);
     server.request_read_timeout = options.request_read_timeout;
