@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -65,8 +66,8 @@ TEST(FaultInjection, FailsTheNthFsyncOrFdatasyncWithEio) {
   ::close(fd);
 }
 
-// The libraries' own calls reach the injector: libstdc++'s file streams, and SQLite and Xapian through a
-// whole ingest (each writes and syncs files of its own under the data dir).
+// The libraries' own calls reach the injector: libstdc++'s file streams, stdio streams, and SQLite and
+// Xapian through a whole ingest (each writes and syncs files of its own under the data dir).
 TEST(FaultInjection, SeesTheCallsOfLibstdcxxSqliteAndXapian) {
   TempDir dir;
   {
@@ -74,6 +75,17 @@ TEST(FaultInjection, SeesTheCallsOfLibstdcxxSqliteAndXapian) {
     std::ofstream(dir / "stream") << "bytes";
     EXPECT_EQ(fault.calls(), 1);
   }
+  {
+    // A stdio stream's buffered bytes reach the file at fclose: that write fails, and fclose says so.
+    ArmedFault fault(dir.path(), FaultKind::kWrite, 1);
+    FILE* file = std::fopen((dir / "stdio").c_str(), "wb");
+    ASSERT_NE(file, nullptr);
+    EXPECT_EQ(std::fwrite("bytes", 1, 5, file), 5u);
+    EXPECT_FALSE(fault.fired());
+    EXPECT_NE(std::fclose(file), 0);
+    EXPECT_TRUE(fault.fired());
+  }
+  EXPECT_EQ(read_file(dir / "stdio"), "");
   write_file(dir / "docs/a.txt", "some words to index");
   index::IngestOptions options;
   options.roots = {dir / "docs"};

@@ -1,8 +1,9 @@
-// See fault-injection.h. State is plain atomics and fixed buffers: the interposed functions run on any
-// thread (Xapian's, SQLite's, spdlog's) and must not allocate or lock.
+// See fault-injection.h. State is plain atomics and fixed buffers: the interposed write and sync calls run on
+// any thread (Xapian's, SQLite's, spdlog's) and must not allocate or lock.
 #include "tests/faults-io/fault-injection.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/uio.h>
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <stdexcept>
 
 namespace rag::test::faults {
@@ -54,6 +56,83 @@ Verdict judge(int fd, FaultKind kind) {
   g_failed_path[size] = '\0';
   g_fired.store(true, std::memory_order_release);
   return Verdict::kFail;
+}
+
+// A stdio stream opened for writing on a file under the armed folder is a fopencookie() stream over a plain
+// descriptor: glibc's own streams write with its internal __write, which no interposition reaches, and
+// FAISS's write_index writes through one. The cookie is the descriptor.
+ssize_t cookie_write(void* cookie, const char* buffer, size_t size) {
+  int fd = static_cast<int>(reinterpret_cast<intptr_t>(cookie));
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::write(fd, buffer + done, size - done);  // ours: counted and maybe failed
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    done += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+ssize_t cookie_read(void* cookie, char* buffer, size_t size) {
+  return ::read(static_cast<int>(reinterpret_cast<intptr_t>(cookie)), buffer, size);
+}
+
+int cookie_seek(void* cookie, off64_t* offset, int whence) {
+  off64_t at = ::lseek64(static_cast<int>(reinterpret_cast<intptr_t>(cookie)), *offset, whence);
+  if (at < 0) return -1;
+  *offset = at;
+  return 0;
+}
+
+int cookie_close(void* cookie) { return ::close(static_cast<int>(reinterpret_cast<intptr_t>(cookie))); }
+
+// open(2) flags for a writing fopen mode ("w", "wb", "a+", "wxe", ...); -1 for a reading one.
+int write_flags(const char* mode) {
+  int flags;
+  bool plus = std::strchr(mode, '+') != nullptr;
+  if (mode[0] == 'w') flags = O_CREAT | O_TRUNC;
+  else if (mode[0] == 'a') flags = O_CREAT | O_APPEND;
+  else return -1;
+  flags |= plus ? O_RDWR : O_WRONLY;
+  if (std::strchr(mode, 'x')) flags |= O_EXCL;
+  return flags | O_CLOEXEC;
+}
+
+// True when `path` (which may not exist yet) lies under the armed folder.
+bool path_under_folder(const char* path) {
+  std::string parent(path);
+  size_t slash = parent.rfind('/');
+  parent = slash == std::string::npos ? "." : slash == 0 ? "/" : parent.substr(0, slash);
+  char* real = ::realpath(parent.c_str(), nullptr);
+  if (!real) return false;
+  size_t size = std::strlen(real);
+  bool under = size >= g_folder_size && std::memcmp(real, g_folder, g_folder_size) == 0 &&
+               (size == g_folder_size || real[g_folder_size] == '/');
+  ::free(real);
+  return under;
+}
+
+// libstdc++'s file streams open with fopen but then write with write() on fileno(), which a cookie stream
+// lacks; their writes are seen anyway, so their fopen is left alone.
+bool called_from_libstdcxx(void* return_address) {
+  Dl_info info;
+  return ::dladdr(return_address, &info) != 0 && info.dli_fname && std::strstr(info.dli_fname, "libstdc++");
+}
+
+// A cookie stream for a writing fopen under the armed folder; nullptr (errno set) when that fails, and
+// `handled` false when the call is not ours to handle.
+FILE* open_cookie_stream(const char* path, const char* mode, void* caller, bool& handled) {
+  handled = false;
+  if (!g_armed.load(std::memory_order_acquire) || called_from_libstdcxx(caller)) return nullptr;
+  int flags = write_flags(mode);
+  if (flags < 0 || !path_under_folder(path)) return nullptr;
+  handled = true;
+  int fd = ::open(path, flags, 0666);
+  if (fd < 0) return nullptr;
+  cookie_io_functions_t io{cookie_read, cookie_write, cookie_seek, cookie_close};
+  FILE* file = ::fopencookie(reinterpret_cast<void*>(static_cast<intptr_t>(fd)), mode, io);
+  if (!file) ::close(fd);
+  return file;
 }
 
 // The definition our interposed one hides: ASan's interceptor under ASan, libc's otherwise.
@@ -104,6 +183,7 @@ std::string ArmedFault::failed_path() const { return fired() ? std::string(g_fai
 using rag::test::faults::FaultKind;
 using rag::test::faults::next_definition;
 using rag::test::faults::judge;
+using rag::test::faults::open_cookie_stream;
 using rag::test::faults::Verdict;
 
 extern "C" {
@@ -150,6 +230,20 @@ int fdatasync(int fd) {
     case Verdict::kForward: break;
   }
   return real(fd);
+}
+
+FILE* fopen(const char* path, const char* mode) {
+  static auto real = next_definition<FILE* (*)(const char*, const char*)>("fopen");
+  bool handled = false;
+  FILE* file = open_cookie_stream(path, mode, __builtin_return_address(0), handled);
+  return handled ? file : real(path, mode);
+}
+
+FILE* fopen64(const char* path, const char* mode) {
+  static auto real = next_definition<FILE* (*)(const char*, const char*)>("fopen64");
+  bool handled = false;
+  FILE* file = open_cookie_stream(path, mode, __builtin_return_address(0), handled);
+  return handled ? file : real(path, mode);
 }
 
 }  // extern "C"

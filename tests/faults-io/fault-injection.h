@@ -9,8 +9,10 @@
 // spdlog output never count or fail. While armed, syncs under the folder that do not fail return success
 // without syncing (these loops test error handling, not durability; that is the kill -9 tests' job).
 //
-// Not covered: writes glibc makes inside stdio (fwrite/fflush/fclose call its internal __write, which no
-// symbol lookup reaches), which is how FAISS's write_index writes vectors.faiss; mmap'ed writes.
+// glibc's stdio streams write with its internal __write, which no symbol lookup reaches; so while armed, fopen
+// and fopen64 for writing under the folder return a fopencookie() stream over a descriptor whose writes go
+// through write() above (FAISS's write_index writes vectors.faiss that way). Not covered: mmap'ed writes,
+// streams from fdopen or freopen.
 #pragma once
 
 #include <cstdint>
