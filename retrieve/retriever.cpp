@@ -79,10 +79,10 @@ struct Retriever::Pool {
 
   std::unique_ptr<Reader> open() {
     auto r = std::make_unique<Reader>();
-    // Read CURRENT first: if a rebuild publishes in between, the reader is tagged older than it is and is
-    // dropped at its next take, which costs an open, never a stale answer.
-    r->generation = index::current_generation(data_dir);
+    // Tagged with the generation the Searcher opened, not a separate read of CURRENT: a writer publishing
+    // between the two reads made the reply name the generation before the one that answered it.
     r->searcher = std::make_unique<index::Searcher>(data_dir);
+    r->generation = r->searcher->vector_info().generation;
     r->catalog = std::make_unique<index::Catalog>(index::catalog_path(data_dir), index::Catalog::Mode::kRead);
     return r;
   }
