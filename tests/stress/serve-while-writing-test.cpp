@@ -8,8 +8,8 @@
 // purged and the oracle below stays exact.
 //
 // Checks, after the run:
-//   - every reply was 200; every stream ended with a `done` event (no `error` event, no cut), and its deltas
-//     add up to the answer it reports;
+//   - every reply was 200; every search ran hybrid (an embedder) and reranked what it found; every stream
+//     ended with a `done` event (no `error` event, no cut), and its deltas add up to the answer it reports;
 //   - every chunk id a reply returned was live in the generation the reply names: in
 //     Catalog::chunk_ids_live_at(generation_change(data, gen)), and belongs to the document (path) the reply
 //     gave it;
@@ -277,6 +277,11 @@ void client_loop(int port, size_t asker, const std::string& docs, uint32_t seed,
       if (r->status != 200) failure = "status " + std::to_string(r->status) + ": " + r->body.substr(0, 300);
       else if (!body.is_object() || !body.value("index_generation", json()).is_number_integer())
         failure = "bad body: " + r->body.substr(0, 300);
+      else if (body.value("models", json::object()).value("embedder", "none") == "none")
+        failure = "the search was not hybrid (no embedder ran): " + r->body.substr(0, 300);
+      else if (!body.value("results", json::array()).empty() &&
+               body.value("models", json::object()).value("reranker", "none") == "none")
+        failure = "results were not reranked: " + r->body.substr(0, 300);
       else if (generation = body.at("index_generation"); collect(body.value("results", json()), generation, asker,
                                                                  docs, hits, failure))
         ++counts.searches;
