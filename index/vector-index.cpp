@@ -31,7 +31,6 @@
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 #include <fcntl.h>
-#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,7 +38,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <exception>
 #include <nlohmann/json.hpp>
 #include <queue>
 
@@ -58,9 +56,6 @@ namespace {
 constexpr int kMaxEfSearch = 1024;
 constexpr int kIvfMinPointsPerList = 39;  // FAISS warns below this many training points per list
 constexpr int kIvfTrainPointsPerList = 64;
-// Exact scans of at least this many rows use every OpenMP thread; below it a fork and join costs more than
-// it saves.
-constexpr size_t kParallelExactRows = 32768;
 
 bool bit(const std::vector<uint8_t>& bits, size_t i) { return (bits[i >> 3] >> (i & 7)) & 1; }
 void set_bit(std::vector<uint8_t>& bits, size_t i) { bits[i >> 3] |= static_cast<uint8_t>(1u << (i & 7)); }
@@ -69,8 +64,7 @@ void clear_bit(std::vector<uint8_t>& bits, size_t i) { bits[i >> 3] &= static_ca
 // Keeps the best k (score, chunk id): higher score first, then lower chunk id, so ties order stably.
 class TopK {
  public:
-  // The heap's storage is reserved here, so push() never allocates (it runs inside OpenMP regions).
-  explicit TopK(size_t k) : k_(k), heap_(Worse{}, reserved(k + 1)) {}
+  explicit TopK(size_t k) : k_(k) {}
   void push(float score, int64_t id) {
     if (heap_.size() < k_) {
       heap_.emplace(score, id);
@@ -91,11 +85,6 @@ class TopK {
 
  private:
   using Entry = std::pair<float, int64_t>;
-  static std::vector<Entry> reserved(size_t n) {
-    std::vector<Entry> v;
-    v.reserve(n);
-    return v;
-  }
   static bool better(const Entry& a, const Entry& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); }
   struct Worse {
     bool operator()(const Entry& a, const Entry& b) const { return better(a, b); }  // top() = the worst kept
@@ -206,38 +195,20 @@ struct VectorIndex::Impl {
     }
   }
 
-  // Brute force over the live rows of `rows_subset` (all rows when null). A long scan is bound by memory
-  // bandwidth, which one core does not saturate (100k rows of 384 floats are 150 MB): it is split across the
-  // OpenMP threads, each keeping its own top k, merged after. ivf rows are copied out of their lists one by
-  // one (reconstruct), so ivf stays on one thread.
   std::vector<ScoredChunk> exact(const float* query, int k, const std::vector<int64_t>* rows_subset) const {
-    const size_t n = rows_subset ? rows_subset->size() : rows();
-    const int parts =
-        n >= kParallelExactRows && kind != VectorIndexKind::kIvf ? std::max(1, omp_get_max_threads()) : 1;
-    std::vector<TopK> tops(static_cast<size_t>(parts), TopK(static_cast<size_t>(k)));
-    std::vector<float> buffers(static_cast<size_t>(parts) * static_cast<size_t>(dim));
-    std::exception_ptr error;
-#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
-    for (int p = 0; p < parts; ++p) {
-      try {
-        TopK& top = tops[static_cast<size_t>(p)];
-        float* buffer = buffers.data() + static_cast<size_t>(p) * static_cast<size_t>(dim);
-        const size_t end = n * static_cast<size_t>(p + 1) / static_cast<size_t>(parts);
-        for (size_t i = n * static_cast<size_t>(p) / static_cast<size_t>(parts); i < end; ++i) {
-          const size_t r = rows_subset ? static_cast<size_t>((*rows_subset)[i]) : i;
-          if (bit(live, r)) top.push(nn::dot_f32(query, vector_of(r, buffer), dim), id_map[r]);
-        }
-      } catch (...) {
-#pragma omp critical(rag_vector_exact)
-        if (!error) error = std::current_exception();
-      }
+    TopK top(static_cast<size_t>(k));
+    std::vector<float> buffer(static_cast<size_t>(dim));
+    auto score_row = [&](size_t r) {
+      top.push(nn::dot_f32(query, vector_of(r, buffer.data()), dim), id_map[r]);
+    };
+    if (rows_subset) {
+      for (int64_t r : *rows_subset)
+        if (bit(live, static_cast<size_t>(r))) score_row(static_cast<size_t>(r));
+    } else {
+      for (size_t r = 0; r < rows(); ++r)
+        if (bit(live, r)) score_row(r);
     }
-    if (error) std::rethrow_exception(error);
-    if (parts == 1) return tops[0].take();
-    TopK merged(static_cast<size_t>(k));
-    for (TopK& top : tops)
-      for (const ScoredChunk& c : top.take()) merged.push(static_cast<float>(c.score), c.chunk_id);
-    return merged.take();
+    return top.take();
   }
 };
 
