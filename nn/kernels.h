@@ -81,7 +81,7 @@ void axpy(float alpha, const float* x, float* y, int64_t n);
 
 // C (m × n) = A (m × k) · B (k × n) in float, or C += A · B with `accumulate`; row-major, each matrix with
 // its own leading dimension (floats between rows). On the calling thread only, for small products inside
-// parallel regions (attention tiles), where OpenBLAS's own threads must not start.
+// parallel regions, where OpenBLAS's own threads must not start.
 void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
               int64_t ldc, bool accumulate);
 
