@@ -507,16 +507,17 @@ struct HttpServer::Impl {
 
   std::shared_ptr<Slot> admit(Context& ctx, Timings& timings) {
     const auto start = Clock::now();
+    // Allocated before entering: a std::bad_alloc after enter() would hold a worker slot forever.
+    auto slot = std::make_shared<Slot>();
     Admission::Result r = admission.enter(ctx.deadline);
     const double waited = seconds_since(start);
     if (r == Admission::Result::kFull)
       http_fail(429, "rate_limit_error", "queue_full", "the server is busy: too many requests are waiting; retry shortly");
     if (r == Admission::Result::kTimeout)
       http_fail(504, "timeout_error", "timeout", "the request timed out waiting for a worker");
+    slot->admission = &admission;
     metrics.queue.observe(waited);
     timings.queue_ms = waited * 1000.0;
-    auto slot = std::make_shared<Slot>();
-    slot->admission = &admission;
     return slot;
   }
 
