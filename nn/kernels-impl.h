@@ -72,10 +72,6 @@ struct KernelTable {
   void (*scale)(const float* x, float s, float* y, int64_t n);
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
 
-  // C (m × n) = A (m × k) · B (k × n), or C += A · B with accumulate; row-major with leading dimensions.
-  void (*gemm_f32)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
-                   float* c, int64_t ldc, bool accumulate);
-
   // nn::attention_block (kernels.h) with its fields as arguments; keys ≤ kAttentionBlockKeys (16).
   void (*attention_block)(int64_t rows, int64_t head_dim, int64_t ld, const float* q_t, const float* k,
                           const float* v, int64_t kv_stride, int64_t keys, const int32_t* visible, float* max,

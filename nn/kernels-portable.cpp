@@ -163,19 +163,6 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
-void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-              int64_t ldc, bool accumulate) {
-  for (int64_t i = 0; i < m; ++i) {
-    float* ci = c + i * ldc;
-    if (!accumulate) std::memset(ci, 0, static_cast<size_t>(n) * sizeof(float));
-    for (int64_t p = 0; p < k; ++p) {
-      const float av = a[i * lda + p];
-      const float* bp = b + p * ldb;
-      for (int64_t j = 0; j < n; ++j) ci[j] += av * bp[j];
-    }
-  }
-}
-
 // Row by row, in the order the x86 kernels use for each lane (scores as a chain of fused multiply-adds over
 // head_dim, then the block's maximum, then the rescaled output), which keeps the oracle in the tests simple.
 void attention_block(int64_t rows, int64_t hd, int64_t ld, const float* q_t, const float* k, const float* v,
@@ -212,7 +199,7 @@ void attention_block(int64_t rows, int64_t hd, int64_t ld, const float* q_t, con
 const KernelTable kPortableKernels = {
     "portable", dot_f32,   dot_f16, dot_bf16, dot_q8_0, dot_q4_0,  quantize_q8, row_to_f32,
     matmul_q8,  matmul_q8_scratch_bytes, false, matvec_q8, rms_norm, layer_norm, softmax, silu, swiglu, gelu,
-    gelu_tanh,  add,       mul,     scale,    axpy,     gemm_f32, attention_block,
+    gelu_tanh,  add,       mul,     scale,    axpy,     attention_block,
 };
 
 }  // namespace rag::nn

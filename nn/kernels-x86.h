@@ -387,65 +387,6 @@ void x86_axpy(float alpha, const float* x, float* y, int64_t n) {
   map2(x, y, y, n, [&](__m256 u, __m256 v) { return _mm256_fmadd_ps(av, u, v); });
 }
 
-// Rows [0, R) of C against all n columns: strips of 16 columns (two vectors) with R × 2 accumulators held in
-// registers over the whole k loop, so each B vector loaded feeds R FMAs and each A value is one broadcast.
-// R ≤ 6 keeps 12 accumulators plus 2 B vectors within the 16 ymm registers. The last partial strip goes
-// 8 columns at a time through masked loads and stores.
-template <int R>
-inline void gemm_rows(int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                      int64_t ldc, bool accumulate) {
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    __m256 c0[R], c1[R];
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      c0[r] = accumulate ? _mm256_loadu_ps(c + r * ldc + j) : _mm256_setzero_ps();
-      c1[r] = accumulate ? _mm256_loadu_ps(c + r * ldc + j + 8) : _mm256_setzero_ps();
-    }
-    for (int64_t p = 0; p < k; ++p) {
-      const __m256 b0 = _mm256_loadu_ps(b + p * ldb + j), b1 = _mm256_loadu_ps(b + p * ldb + j + 8);
-#pragma GCC unroll 6
-      for (int r = 0; r < R; ++r) {
-        const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
-        c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
-        c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
-      }
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      _mm256_storeu_ps(c + r * ldc + j, c0[r]);
-      _mm256_storeu_ps(c + r * ldc + j + 8, c1[r]);
-    }
-  }
-  for (; j < n; j += 8) {
-    const __m256i m = tail_mask(n - j < 8 ? n - j : 8);
-    __m256 c0[R];
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) c0[r] = accumulate ? _mm256_maskload_ps(c + r * ldc + j, m) : _mm256_setzero_ps();
-    for (int64_t p = 0; p < k; ++p) {
-      const __m256 b0 = _mm256_maskload_ps(b + p * ldb + j, m);
-#pragma GCC unroll 6
-      for (int r = 0; r < R; ++r) c0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r * lda + p), b0, c0[r]);
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) _mm256_maskstore_ps(c + r * ldc + j, m, c0[r]);
-  }
-}
-
-void x86_gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                  int64_t ldc, bool accumulate) {
-  int64_t i = 0;
-  for (; i + 6 <= m; i += 6) gemm_rows<6>(n, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, accumulate);
-  switch (m - i) {
-    case 5: gemm_rows<5>(n, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, accumulate); break;
-    case 4: gemm_rows<4>(n, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, accumulate); break;
-    case 3: gemm_rows<3>(n, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, accumulate); break;
-    case 2: gemm_rows<2>(n, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, accumulate); break;
-    case 1: gemm_rows<1>(n, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, accumulate); break;
-    default: break;
-  }
-}
-
 // Flash attention over one KV block (nn::attention_block), 16 query rows at a time in the lanes of two
 // vectors: queries and outputs are stored transposed, so every step is vertical (no horizontal sums, the
 // causal mask a per-lane compare) and each key or value element is one broadcast shared by 16 rows.

@@ -413,12 +413,6 @@ float dot_row(TensorType type, const void* row, const float* x, int64_t n) {
 
 float dot_f32(const float* a, const float* b, int64_t n) { return kernels().dot_f32(a, b, n); }
 void axpy(float alpha, const float* x, float* y, int64_t n) { kernels().axpy(alpha, x, y, n); }
-void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-              int64_t ldc, bool accumulate) {
-  if (m <= 0 || n <= 0) return;
-  kernels().gemm_f32(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
-}
-
 void attention_block(const AttentionBlock& a) {
   RAG_ASSERT(a.rows >= 0 && a.head_dim > 0 && a.ld >= a.rows && a.keys >= 1 && a.keys <= kAttentionBlockKeys);
   if (a.rows == 0) return;

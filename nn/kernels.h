@@ -79,12 +79,6 @@ float dot_row(TensorType type, const void* row, const float* x, int64_t n);
 float dot_f32(const float* a, const float* b, int64_t n);
 void axpy(float alpha, const float* x, float* y, int64_t n);
 
-// C (m × n) = A (m × k) · B (k × n) in float, or C += A · B with `accumulate`; row-major, each matrix with
-// its own leading dimension (floats between rows). On the calling thread only, for small products inside
-// parallel regions, where OpenBLAS's own threads must not start.
-void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-              int64_t ldc, bool accumulate);
-
 // One step of attention with an online softmax (flash attention): `rows` query rows against up to
 // kAttentionBlockKeys key and value rows, updating per row a running maximum score m, a running sum l of
 // exp(score - m) and a running output O = Σ exp(score - m) v, so that a tile of queries meets each K and V

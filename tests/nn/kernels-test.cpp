@@ -353,47 +353,6 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
   }
 }
 
-// gemm_f32 on sub-matrices (leading dimensions wider than the rows) of every shape class the tiles have: row
-// counts around the 6-row tile, column counts around the 16- and 8-column strips, k from 1; with and
-// without accumulation. Padding columns of C must stay untouched.
-TEST_F(KernelsTest, GemmMatchesDoublePrecision) {
-  for (SimdLevel level : available_levels()) {
-    set_simd_level(level);
-    for (int64_t m : {1, 5, 6, 7, 13}) {
-      for (int64_t n : {1, 8, 15, 16, 17, 40, 64}) {
-        for (int64_t k : {1, 16, 64}) {
-          SCOPED_TRACE(testing::Message() << simd_level_name(level) << " m=" << m << " n=" << n << " k=" << k);
-          const int64_t lda = k + 3, ldb = n + 5, ldc = n + 2;
-          const std::vector<float> a = random_floats(m * lda, static_cast<uint32_t>(m * 7 + k));
-          const std::vector<float> b = random_floats(k * ldb, static_cast<uint32_t>(n * 3 + k));
-          const std::vector<float> c0 = random_floats(m * ldc, static_cast<uint32_t>(m + n));
-          for (bool accumulate : {false, true}) {
-            std::vector<float> c = c0;
-            gemm_f32(m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc, accumulate);
-            for (int64_t i = 0; i < m; ++i) {
-              for (int64_t j = 0; j < ldc; ++j) {
-                const float got = c[static_cast<size_t>(i * ldc + j)];
-                const float before = c0[static_cast<size_t>(i * ldc + j)];
-                if (j >= n) {
-                  ASSERT_EQ(got, before) << "padding at " << i << "," << j;
-                  continue;
-                }
-                double want = accumulate ? before : 0.0, magnitude = std::abs(want);
-                for (int64_t p = 0; p < k; ++p) {
-                  const double term = double(a[static_cast<size_t>(i * lda + p)]) * b[static_cast<size_t>(p * ldb + j)];
-                  want += term;
-                  magnitude += std::abs(term);
-                }
-                ASSERT_NEAR(got, want, 1e-5 * magnitude + 1e-30) << i << "," << j << (accumulate ? " accumulate" : "");
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
 TEST_F(KernelsTest, HelpersMatchDoublePrecision) {
   for (SimdLevel level : available_levels()) {
     set_simd_level(level);
