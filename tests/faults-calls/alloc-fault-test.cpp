@@ -76,30 +76,7 @@ int64_t loop_over_allocations(Attempt&& attempt, AfterFailure&& after_failure) {
   return failures;
 }
 
-class AllocationFaults : public testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    const test::TempDir& d = *dir_;
-    test::write_tiny_bert(d / "embed.gguf", test::embedder_spec());
-    test::write_tiny_bert(d / "rerank.gguf", test::reranker_spec());
-    test::write_tiny_generator(d / "gen.gguf");
-    test::write_corpus(d / "docs", 6);
-    index::IngestOptions o;
-    o.roots = {d / "docs"};
-    o.threads = 1;
-    o.embedder = index::open_embedder(d / "embed.gguf");
-    o.embedder_path = d / "embed.gguf";
-    index::ingest(d / "data", o);
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
-  static test::TempDir* dir_;
-};
-
-test::TempDir* AllocationFaults::dir_ = nullptr;
+using AllocationFaults = test::CorpusWithModels<6>;
 
 TEST_F(AllocationFaults, HybridRerankedSearchEndsInSuccessOrAnExceptionAndStaysWhole) {
   const test::TempDir& d = *dir_;
@@ -135,11 +112,6 @@ TEST_F(AllocationFaults, HybridRerankedSearchEndsInSuccessOrAnExceptionAndStaysW
   EXPECT_GT(failures, 0);
 }
 
-std::string post(const std::string& path, const std::string& body) {
-  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
-         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-}
-
 // The results of a /v1/search reply (the rest holds timings).
 json results(const test::RawReply& reply) {
   const json body = json::parse(reply.body, nullptr, false);
@@ -155,7 +127,7 @@ TEST_F(AllocationFaults, HttpSearchEndsIn200OrA5xxAndTheServerStaysHealthy) {
   server::HttpOptions http;
   http.local_principal = {"tester", {"everyone"}, false};
   test::InProcessServer server(config, http);
-  const std::string request = post("/v1/search", json{{"query", "cat protein"}, {"k", 3}}.dump());
+  const std::string request = test::post_request("/v1/search", json{{"query", "cat protein"}, {"k", 3}}.dump());
   const auto exchange = [&] {
     const test::ExemptThisThread client;  // only the server's allocations fail
     return test::raw_exchange(server.port(), request, 30s);
@@ -176,7 +148,7 @@ TEST_F(AllocationFaults, HttpSearchEndsIn200OrA5xxAndTheServerStaysHealthy) {
       },
       [&] {
         const test::RawReply health =
-            test::raw_exchange(server.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 20s);
+            test::raw_exchange(server.port(), test::kHealthzRequest, 20s);
         EXPECT_EQ(health.status, 200) << health.body;
         const test::RawReply again = exchange();
         EXPECT_EQ(again.status, 200);

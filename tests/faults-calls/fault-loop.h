@@ -13,8 +13,12 @@
 #include <cstring>
 #include <string>
 
+#include <gtest/gtest.h>
+
+#include "index/index.h"
 #include "tests/support/support.h"
 #include "tests/support/tiny-bert.h"
+#include "tests/support/tiny-generator.h"
 
 namespace rag::test {
 
@@ -65,5 +69,32 @@ inline TinyBertSpec reranker_spec() {
   spec.seed = 11;
   return spec;
 }
+
+// A suite's shared scratch dir, made once per process (ctest runs each case in its own): embed.gguf,
+// rerank.gguf and gen.gguf (tiny random-weight models), `kDocuments` notes under docs/ and data/ ingested
+// from them with the embedder.
+template <int kDocuments>
+class CorpusWithModels : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    const TempDir& d = *dir_;
+    write_tiny_bert(d / "embed.gguf", embedder_spec());
+    write_tiny_bert(d / "rerank.gguf", reranker_spec());
+    write_tiny_generator(d / "gen.gguf");
+    write_corpus(d / "docs", kDocuments);
+    index::IngestOptions o;
+    o.roots = {d / "docs"};
+    o.threads = 1;
+    o.embedder = index::open_embedder(d / "embed.gguf");
+    o.embedder_path = d / "embed.gguf";
+    index::ingest(d / "data", o);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  inline static TempDir* dir_ = nullptr;
+};
 
 }  // namespace rag::test

@@ -30,31 +30,7 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-// Builds the corpus and the three models once per process (ctest runs each case in its own).
-class QueryFaults : public testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    const test::TempDir& d = *dir_;
-    test::write_tiny_bert(d / "embed.gguf", test::embedder_spec());
-    test::write_tiny_bert(d / "rerank.gguf", test::reranker_spec());
-    test::write_tiny_generator(d / "gen.gguf");
-    test::write_corpus(d / "docs", 10);
-    index::IngestOptions o;
-    o.roots = {d / "docs"};
-    o.threads = 1;
-    o.embedder = index::open_embedder(d / "embed.gguf");
-    o.embedder_path = d / "embed.gguf";
-    index::ingest(d / "data", o);
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
-  static test::TempDir* dir_;
-};
-
-test::TempDir* QueryFaults::dir_ = nullptr;
+using QueryFaults = test::CorpusWithModels<10>;
 
 // Runs `attempt` with `point` armed at N = 1, 2, ... (every N up to `dense`, then strided) until it
 // succeeds. `attempt` returns true when it succeeded, false when it failed as it should (it checks the
@@ -126,11 +102,6 @@ struct Route {
   bool stream = false;
 };
 
-std::string post(const std::string& path, const std::string& body) {
-  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
-         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-}
-
 // True when the reply is a success; else checks it is the failure a faulted request must be.
 bool answered(const Route& route, const test::RawReply& reply) {
   if (route.stream) {
@@ -165,17 +136,17 @@ TEST_F(QueryFaults, HttpRequestsFailWith5xxOrAnErrorEventAndTheServerStaysHealth
       {"ask stream", "/v1/ask", json{{"question", "what is the cat protein risk?"}, {"stream", true}}.dump(), true},
   };
   const auto healthy = [&] {
-    const test::RawReply health = test::raw_exchange(server.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 20s);
+    const test::RawReply health = test::raw_exchange(server.port(), test::kHealthzRequest, 20s);
     EXPECT_EQ(health.status, 200) << health.body;
   };
   for (const Route& route : routes) {
     // A warm-up fills the prefix cache, so that each later run of the same request passes the same steps.
-    ASSERT_TRUE(answered(route, test::raw_exchange(server.port(), post(route.path, route.body), 60s))) << route.name;
+    ASSERT_TRUE(answered(route, test::raw_exchange(server.port(), test::post_request(route.path, route.body), 60s))) << route.name;
     std::vector<std::string> points = {"encoder.embed", "encoder.score", "encoder.parallel"};
     if (route.path == "/v1/ask") points.push_back("engine.forward");
     for (const std::string& point : points) {
       SCOPED_TRACE(route.name + ", " + point);
-      const auto attempt = [&] { return answered(route, test::raw_exchange(server.port(), post(route.path, route.body), 60s)); };
+      const auto attempt = [&] { return answered(route, test::raw_exchange(server.port(), test::post_request(route.path, route.body), 60s)); };
       const auto after = [&] {
         healthy();
         EXPECT_TRUE(attempt()) << "the same request after the failure";

@@ -110,4 +110,9 @@ bool RawConnection::closed_by_peer(std::chrono::milliseconds wait) {
   }
 }
 
+std::string post_request(const std::string& path, const std::string& body) {
+  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
 }  // namespace rag::test

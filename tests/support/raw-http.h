@@ -21,6 +21,11 @@ struct RawReply {
 RawReply raw_exchange(int port, const std::string& request,
                       std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
+// A well-formed request for raw_exchange: POST `path` with a JSON `body`, and GET /healthz; both close after
+// the reply.
+std::string post_request(const std::string& path, const std::string& body);
+inline constexpr const char* kHealthzRequest = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
 // An open connection for trickling bytes.
 class RawConnection {
  public:
