@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -330,6 +331,10 @@ class VectorIndex {
   // Reads a file written by save(); its bytes must hash to `expected_hash` (Hash128::hex()), else kCorrupt.
   static std::unique_ptr<VectorIndex> load(const std::string& path, const std::string& expected_hash,
                                            const VectorIndexParams& params = {});
+  // The same from a file opened earlier (read from its start; `path` names it in errors): a reader that
+  // opened it with its generation still loads it after a writer has removed that generation.
+  static std::unique_ptr<VectorIndex> load(std::FILE* file, const std::string& path, const std::string& expected_hash,
+                                           const VectorIndexParams& params = {});
   // Writes the index (temp + fsync + rename); returns the file's Hash128::hex().
   std::string save(const std::string& path) const;
 
@@ -566,7 +571,10 @@ class Searcher {
   std::vector<SearchHit> hydrate(const std::vector<ScoredChunk>& candidates, std::string_view query_for_snippet,
                                  const SearchOptions& options = {});
 
-  bool has_vectors() const;               // the live generation has a vector manifest
+  // The generation read at open and its vector manifest (read then; a corrupt one throws kCorrupt here and
+  // from the vector queries, while BM25 still answers).
+  int64_t generation() const { return generation_; }
+  bool has_vectors() const;               // the generation has a vector manifest
   std::string embedder_identity() const;  // the manifest's; empty when none
   std::string embedder_path() const;      // the catalog's recorded model path; empty when none
   VectorInfo vector_info() const;

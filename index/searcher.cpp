@@ -2,12 +2,15 @@
 //
 // Readers take no lock. The catalog is committed before Xapian (see ingest-job.cpp), so a hit whose chunk is
 // no longer in the catalog was deleted by a writer in flight: it is skipped, never shown with stale text.
-// A Xapian commit during a search surfaces as DatabaseModifiedError: reopen and run the query again.
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <exception>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -20,7 +23,6 @@
 namespace rag::index {
 namespace {
 
-constexpr int kMaxAttempts = 5;
 constexpr size_t kMaxQueryBytes = 4096;
 // Snippet markers that cannot occur in the text handed to Xapian (we replace them there first), so the
 // caller's own markers ("**") never clash with the chunk's text.
@@ -80,8 +82,10 @@ bool exists(const std::string& path) {
 }  // namespace
 
 // The vector side: its own catalog connection (so it may run beside the keyword side), the FAISS index of
-// the Searcher's generation, loaded on first use (a published generation never changes), and the ACL filters
-// built for it. One lock around all of it.
+// the Searcher's generation, and the ACL filters built for it. One lock around all of it. The manifest is
+// read and the FAISS file opened with the Searcher, as Xapian opens its tables then: writers may remove the
+// generation afterwards (three publishes retire it), and the open file still loads. The index itself is
+// read on first use, so a BM25-only reader never pays for it (a published generation never changes).
 //
 // ACL filter cache: key = catalog change counter + sorted principal set, so an ACL change in the catalog
 // drops the entries; a principal set's filter serves only that exact set.
@@ -92,27 +96,44 @@ struct Searcher::Vectors {
   std::string data_dir;
   int64_t gen = 0;
   std::unique_ptr<Catalog> catalog;
-  std::optional<VectorManifest> manifest;
-  std::unique_ptr<VectorIndex> index;
-  bool loaded = false;  // a failed load is retried (and reported) by the next query
+  std::optional<VectorManifest> manifest;              // none: this generation has no vectors
+  std::unique_ptr<FILE, int (*)(FILE*)> file{nullptr, std::fclose};  // the manifest's FAISS file
+  std::string file_path;                               // for messages
+  int open_error = 0;                                  // errno of the failed fopen when file is null
+  std::exception_ptr manifest_error;                   // a manifest that could not be read
+  std::unique_ptr<VectorIndex> index;                  // null until the first vector query; a failed load is
+                                                       // retried (and reported) by the next one
   std::list<std::pair<std::string, std::shared_ptr<const VectorFilter>>> filters;  // most recent first
 
-  void load() {
-    if (loaded) return;
-    auto m = read_manifest(data_dir, gen);
-    if (m) {
-      index = VectorIndex::load(generation_path(data_dir, gen) + "/" + m->file, m->hash);
-      if (index->dim() != m->dim || index->size() != m->vectors) {
-        std::string message = fmt::format("{}: manifest says {} vectors of dimension {}, the file has {} of {}; run "
-                                          "rag verify --repair", manifest_path(data_dir, gen), m->vectors, m->dim,
-                                          index->size(), index->dim());
-        index.reset();
-        throw Error(Errc::kCorrupt, message);
-      }
-      spdlog::debug("search: {}: loaded {} vectors ({}) of generation {}", data_dir, index->size(), m->kind, gen);
+  Vectors(const std::string& dir, int64_t generation) : data_dir(dir), gen(generation) {
+    try {
+      manifest = read_manifest(data_dir, gen);
+    } catch (const Error&) {
+      manifest_error = std::current_exception();  // thrown by whatever needs the vectors: BM25 still answers
     }
-    manifest = std::move(m);
-    loaded = true;
+    if (!manifest) return;
+    file_path = generation_path(data_dir, gen) + "/" + manifest->file;
+    file.reset(std::fopen(file_path.c_str(), "rbe"));
+    open_error = file ? 0 : errno;  // reported by vector queries: BM25 still answers
+  }
+
+  // The manifest, or its read error; none when the generation has no vectors.
+  const std::optional<VectorManifest>& checked_manifest() const {
+    if (manifest_error) std::rethrow_exception(manifest_error);
+    return manifest;
+  }
+
+  void load() {
+    if (index || !checked_manifest()) return;
+    if (!file)
+      fail(open_error == ENOENT ? Errc::kNotFound : Errc::kIo, "{}: cannot open the vector index: {}; run rag "
+           "verify --repair", file_path, std::strerror(open_error));
+    auto loaded = VectorIndex::load(file.get(), file_path, manifest->hash);
+    if (loaded->dim() != manifest->dim || loaded->size() != manifest->vectors)
+      fail(Errc::kCorrupt, "{}: manifest says {} vectors of dimension {}, the file has {} of {}; run rag verify "
+           "--repair", manifest_path(data_dir, gen), manifest->vectors, manifest->dim, loaded->size(), loaded->dim());
+    spdlog::debug("search: {}: loaded {} vectors ({}) of generation {}", data_dir, loaded->size(), manifest->kind, gen);
+    index = std::move(loaded);
   }
 
   std::shared_ptr<const VectorFilter> filter_for(const std::vector<std::string>& principals) {
@@ -146,9 +167,7 @@ Searcher::Searcher(const std::string& data_dir) : data_dir_(data_dir) {
   generation_ = gen;
   catalog_ = std::make_unique<Catalog>(catalog_path(data_dir), Catalog::Mode::kRead);
   keywords_ = std::make_unique<KeywordIndex>(keyword_path(data_dir, gen), KeywordIndex::Mode::kRead);
-  vectors_ = std::make_unique<Vectors>();
-  vectors_->data_dir = data_dir;
-  vectors_->gen = gen;
+  vectors_ = std::make_unique<Vectors>(data_dir, gen);
 }
 
 Searcher::~Searcher() = default;
@@ -205,21 +224,15 @@ Xapian::MSet run_query(KeywordIndex::Impl& impl, const Xapian::Query& query, int
   return enquire.get_mset(0, static_cast<Xapian::doccount>(k));
 }
 
-// Runs `body` over the keyword index, reopening and retrying when a writer commits meanwhile.
+// Runs `body` over the keyword index. A published generation's database never changes (writers build the
+// next one beside it), so the reader never reopens it: the tables it opened keep answering even after three
+// publishes have removed the generation's directory.
 template <typename Body>
-auto with_retries(KeywordIndex::Impl& impl, const std::string& data_dir, Body&& body) -> decltype(body()) {
-  for (int attempt = 1;; ++attempt) {
-    try {
-      // A long-lived Searcher must see the writer's latest commit, which the catalog already reflects:
-      // reopen() is cheap when nothing changed.
-      impl.reader.reopen();
-      return body();
-    } catch (const Xapian::DatabaseModifiedError&) {
-      if (attempt >= kMaxAttempts)
-        fail(Errc::kBusy, "{}: the index kept changing during the search; try again", data_dir);
-    } catch (const Xapian::Error& e) {
-      fail(Errc::kInternal, "{}: search failed: {}", data_dir, e.get_description());
-    }
+auto with_xapian(const std::string& data_dir, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Xapian::Error& e) {
+    fail(Errc::kInternal, "{}: search failed: {}", data_dir, e.get_description());
   }
 }
 
@@ -250,7 +263,7 @@ SearchHit hit_of(const ChunkRecord& chunk, const DocumentRecord& doc, double sco
 std::vector<SearchHit> Searcher::search(std::string_view query, const SearchOptions& options) {
   std::string text = checked_query(query, options);
   auto& impl = keywords_->impl();
-  return with_retries(impl, data_dir_, [&] {
+  return with_xapian(data_dir_, [&] {
     Xapian::MSet mset = run_query(impl, keyword_query(impl, text, options, true), options.k);
     std::vector<SearchHit> hits;
     for (auto it = mset.begin(); it != mset.end(); ++it) {
@@ -269,7 +282,7 @@ std::vector<SearchHit> Searcher::search(std::string_view query, const SearchOpti
 std::vector<ScoredChunk> Searcher::keyword_candidates(std::string_view query, const SearchOptions& options) {
   std::string text = checked_query(query, options);
   auto& impl = keywords_->impl();
-  return with_retries(impl, data_dir_, [&] {
+  return with_xapian(data_dir_, [&] {
     Xapian::MSet mset = run_query(impl, keyword_query(impl, text, options, true), options.k);
     std::vector<ScoredChunk> out;
     out.reserve(mset.size());
@@ -317,7 +330,7 @@ std::vector<SearchHit> Searcher::hydrate(const std::vector<ScoredChunk>& candida
   bool want_snippet = options.snippet_bytes > 0;
   std::string text(query_for_snippet.substr(0, kMaxQueryBytes));
   bool has_words = text.find_first_not_of(" \t\r\n") != std::string::npos;
-  return with_retries(impl, data_dir_, [&] {
+  return with_xapian(data_dir_, [&] {
     // An MSet of the query supplies the terms (and their weights) that snippets highlight; it need not
     // contain the candidates, so a vector-only hit still gets the query's words marked. Asking for no
     // documents gives those weights without running the match over the posting lists.
@@ -355,10 +368,10 @@ std::vector<SearchHit> Searcher::hydrate(const std::vector<ScoredChunk>& candida
   });
 }
 
-bool Searcher::has_vectors() const { return read_manifest(data_dir_, generation_).has_value(); }
+bool Searcher::has_vectors() const { return vectors_->checked_manifest().has_value(); }
 
 std::string Searcher::embedder_identity() const {
-  auto m = read_manifest(data_dir_, generation_);
+  const auto& m = vectors_->checked_manifest();
   return m ? m->embedder : std::string();
 }
 
@@ -367,7 +380,7 @@ std::string Searcher::embedder_path() const { return catalog_->meta("embedder_pa
 VectorInfo Searcher::vector_info() const {
   VectorInfo info;
   info.generation = generation_;
-  info.manifest = read_manifest(data_dir_, generation_);
+  info.manifest = vectors_->checked_manifest();
   info.catalog_change_counter = catalog_->change_counter();
   return info;
 }

@@ -516,6 +516,12 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path, const st
   FILE* file = std::fopen(path.c_str(), "rb");
   if (!file) fail(errno == ENOENT ? Errc::kNotFound : Errc::kIo, "{}: cannot open: {}", path, std::strerror(errno));
   std::unique_ptr<FILE, int (*)(FILE*)> closer(file, std::fclose);
+  return load(file, path, expected_hash, params);
+}
+
+std::unique_ptr<VectorIndex> VectorIndex::load(std::FILE* file, const std::string& path,
+                                               const std::string& expected_hash, const VectorIndexParams& params) {
+  if (std::fseek(file, 0, SEEK_SET) != 0) fail(Errc::kIo, "{}: cannot seek: {}", path, std::strerror(errno));
   {
     faiss::VectorIOReader reader;
     char buffer[1 << 16];

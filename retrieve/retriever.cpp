@@ -82,7 +82,7 @@ struct Retriever::Pool {
     // Tagged with the generation the Searcher opened, not a separate read of CURRENT: a writer publishing
     // between the two reads made the reply name the generation before the one that answered it.
     r->searcher = std::make_unique<index::Searcher>(data_dir);
-    r->generation = r->searcher->vector_info().generation;
+    r->generation = r->searcher->generation();
     r->catalog = std::make_unique<index::Catalog>(index::catalog_path(data_dir), index::Catalog::Mode::kRead);
     return r;
   }

@@ -286,8 +286,34 @@ TEST(VectorIngest, ACorruptFaissFileIsAClearErrorAndTheNextIngestRebuildsIt) {
   expect_error(Errc::kCorrupt, "hash", [&] { searcher.vector_candidates(std::span<const float>(q)); });
   test::write_file(manifest_path(data, current_generation(data)), "{ not json");
   expect_error(Errc::kCorrupt, "manifest.json", [&] { Searcher(data).vector_candidates(std::span<const float>(q)); });
+  EXPECT_FALSE(Searcher(data).keyword_candidates("cats").empty());  // BM25 does not need the manifest
   run(dir);
   expect_each_chunk_finds_itself(data, *embedder);
+}
+
+TEST(VectorSearch, ASearcherKeepsItsGenerationsVectorsAfterWritersRetireIt) {
+  test::TempDir dir;
+  write_docs(dir);
+  std::string model = tiny_model(dir);
+  auto embedder = open_embedder(model);
+  run(dir, embedder, VectorIndexKind::kAuto, model);
+  std::string data = dir / "data";
+  const int64_t opened = current_generation(data);
+  Searcher searcher(data);
+  // Three publishes retire the generation the Searcher opened (its directory is removed) before its
+  // first vector query.
+  for (int i = 0; i < 3; ++i) {
+    test::write_file(dir / "docs/dogs.txt", "dogs fetch sticks in the park, round " + std::to_string(i));
+    run(dir, embedder, VectorIndexKind::kAuto, model);
+  }
+  ASSERT_FALSE(std::filesystem::exists(generation_path(data, opened)));
+  EXPECT_EQ(searcher.generation(), opened);
+  EXPECT_TRUE(searcher.has_vectors());
+  EXPECT_EQ(searcher.embedder_identity(), embedder->identity());
+  std::vector<float> q = embedder->embed({"cats sleep on the warm mat all day"});
+  auto hits = searcher.vector_candidates(std::span<const float>(q));
+  ASSERT_FALSE(hits.empty());
+  EXPECT_FALSE(searcher.keyword_candidates("cats").empty());
 }
 
 TEST(VectorIngest, ARerankerIsNotAnEmbedder) {
