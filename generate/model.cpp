@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <numeric>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -173,6 +174,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     c.eos_id = model->tokenizer_->eos();
   }
   model->weight_type_name_ = std::string(nn::tensor_type_name(model->layers_[0].wq.type));
+  const nn::TensorType wq_type = model->layers_[0].wq.type;
+  model->attention_bf16_ = wq_type == nn::TensorType::kQ8_0 || wq_type == nn::TensorType::kQ4_0;
   spdlog::info("generate: loaded {} ({}, {} layers, width {}, {} heads / {} KV, context {}, {})", path, arch,
                c.layer_count, dim, c.head_count, c.head_count_kv, c.context_length, model->weight_type_name_);
   return model;
@@ -252,14 +255,20 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
   std::vector<Task>& tasks = s.attention_tasks;
   tasks.clear();
   int64_t work = 0, max_rows = 0;
+  // Tiles hold a multiple of lane_tokens tokens, so that their group × tokens query rows fill the kernel's
+  // lanes: with 7 query heads per KV head, 28-token tiles left 12 of the 16 lanes of their 13th pass idle.
+  const int64_t lane_tokens = nn::kAttentionRowLanes / std::gcd(group, nn::kAttentionRowLanes);
+  const int64_t max_tile = std::max(lane_tokens, kAttentionTileTokens / lane_tokens * lane_tokens);
   for (int64_t i = 0; i < n;) {
     int64_t j = i + 1;
     while (j < n && b.kv[static_cast<size_t>(j)] == b.kv[static_cast<size_t>(i)] &&
            b.positions[static_cast<size_t>(j)] == b.positions[static_cast<size_t>(j - 1)] + 1)
       ++j;
-    // Tiles of equal size: 100 tokens make 4 tiles of 25 rather than 3 of 32 and one of 4.
-    const int64_t tiles = (j - i + kAttentionTileTokens - 1) / kAttentionTileTokens;
-    const int64_t tile = (j - i + tiles - 1) / tiles;
+    // As few tiles as max_tile allows, each as short as whole lanes allow; only the last may be shorter
+    // (112 tokens: 32, 32, 32, 16), and the longest-first dynamic schedule below evens out the threads.
+    const int64_t tiles = (j - i + max_tile - 1) / max_tile;
+    const int64_t even = (j - i + tiles - 1) / tiles;
+    const int64_t tile = std::min(max_tile, (even + lane_tokens - 1) / lane_tokens * lane_tokens);
     for (int64_t t0 = i; t0 < j; t0 += tile) {
       const int64_t count = std::min(tile, j - t0);
       const int64_t keys = b.positions[static_cast<size_t>(t0 + count - 1)] + 1;
@@ -276,6 +285,9 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
   const int64_t per_thread = 2 * max_rows * hd + 2 * max_rows;
   s.scores.resize(static_cast<size_t>(threads * per_thread));
   s.visible.resize(static_cast<size_t>(threads * max_rows));
+  const bool bf16 = attention_bf16_ && nn::attention_bf16_available(hd);
+  const int64_t pairs = hd / 2;
+  if (bf16) s.q_pairs.resize(static_cast<size_t>(threads * max_rows * pairs));
   // Nothing here throws (the batch was checked before the pass started).
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
   for (size_t task = 0; task < tasks.size(); ++task) {
@@ -288,10 +300,20 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
     float* max = out_t + rows * hd;
     float* sum = max + rows;
     int32_t* visible = s.visible.data() + omp_get_thread_num() * max_rows;
+    uint32_t* q_pairs = bf16 ? s.q_pairs.data() + omp_get_thread_num() * max_rows * pairs : nullptr;
     for (int64_t t = 0; t < k.count; ++t) {
       const float* q = s.q.data() + (k.first + t) * q_dim + k.kv_head * group * hd;
-      for (int64_t h = 0; h < group; ++h)
-        for (int64_t d = 0; d < hd; ++d) q_t[d * rows + t * group + h] = q[h * hd + d] * scale;
+      for (int64_t h = 0; h < group; ++h) {
+        const float* qh = q + h * hd;
+        const int64_t r = t * group + h;
+        if (bf16) {
+          for (int64_t i = 0; i < pairs; ++i)
+            q_pairs[i * rows + r] = nn::f32_to_bf16(qh[2 * i] * scale) |
+                                    static_cast<uint32_t>(nn::f32_to_bf16(qh[2 * i + 1] * scale)) << 16;
+        } else {
+          for (int64_t d = 0; d < hd; ++d) q_t[d * rows + r] = qh[d] * scale;
+        }
+      }
     }
     std::fill(out_t, out_t + rows * hd, 0.0f);
     std::fill(max, max + rows, std::numeric_limits<float>::lowest());
@@ -311,6 +333,7 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
       a.head_dim = hd;
       a.ld = rows;
       a.q_t = q_t + r0;
+      a.q_pairs = bf16 ? q_pairs + r0 : nullptr;
       a.k = kv.key(layer, p) + kv_off;
       a.v = kv.value(layer, p) + kv_off;
       a.kv_stride = kv_dim;

@@ -10,6 +10,10 @@
 //   x += (silu(g·Wgateᵀ) ⊙ g·Wupᵀ) · Wdownᵀ with g = rms_norm(x) · ffn_norm
 // then logits = (rms_norm(x) · output_norm) · Woutᵀ, Wout = output.weight or, when absent, token_embd.weight.
 //
+// Attention of Q8_0 and Q4_0 models multiplies in BF16 where the CPU has it (nn::AttentionBlock::q_pairs:
+// twice the products per instruction; their activations already pass through int8 for every matrix). F32,
+// F16 and BF16 models keep float products, so that an F32 model's greedy text stays exactly reproducible.
+//
 // Tensor names and metadata keys are llama.cpp's (ARCH is general.architecture):
 //   ARCH.context_length, ARCH.embedding_length, ARCH.block_count, ARCH.feed_forward_length,
 //   ARCH.attention.head_count, ARCH.attention.head_count_kv (default head_count),
@@ -77,6 +81,7 @@ struct Batch {
 struct ForwardScratch {
   std::vector<float> x, h, q, k, v, attn, ff_gate, ff_up, scores;
   std::vector<int32_t> visible;   // attention: per query row of a tile, the keys of a block it sees
+  std::vector<uint32_t> q_pairs;  // attention in BF16: per thread, a tile's queries as bfloat16 pairs
   std::vector<float> rope;   // per token: rope_dims / 2 pairs (cos θ_i, sin θ_i) for its position
   struct AttentionTask {
     int64_t first, count, kv_head, keys;
@@ -115,6 +120,7 @@ class Model {
   std::vector<LayerWeights> layers_;
   std::vector<float> output_norm_;
   nn::Weights output_;
+  bool attention_bf16_ = false;  // quantized weights: attention in BF16 where nn::attention_bf16_available
 };
 
 // RoPE for position `pos`: writes rope_dims / 2 pairs (cos θ_i, sin θ_i), θ_i = pos · base^(-2i / rope_dims),

@@ -190,6 +190,131 @@ void avx512_matmul_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8
   }
 }
 
+// Flash attention with BF16 products (nn::attention_block with q_pairs set), for CPUs with AVX512_BF16:
+// vdpbf16ps multiplies two pairs of bfloat16 per float lane and adds both products to the lane, twice the
+// multiply-adds of an FMA per instruction. The lanes are 16 query rows, as in x86_attention_block:
+//   scores  S_j = Σ_i q_pairs[i] · (k_j[2i], k_j[2i + 1]) broadcast: a pair of one key's head values;
+//   output  Oᵀ[c] = α Oᵀ[c] + Σ_i (p_2i, p_2i+1) · (v_2i[c], v_2i+1[c]) broadcast: a pair of keys.
+// So the call first rounds the block's K rows to BF16 (their natural order is already pairs along
+// head_dim) and V to pairs along keys (a 16-bit interleave of two rows), once for all its rows; the
+// probabilities are rounded after the softmax, which stays in float. GCC 12's -mavx512* flags of this file
+// lack BF16, so these functions alone carry the target; kernels.cpp calls them only when CPUID has it.
+#define RAG_TARGET_BF16 __attribute__((target("avx512bf16")))
+
+// Lane i: bf16(lo[i]) in the low half, bf16(hi[i]) in the high half (rounded to nearest even).
+RAG_TARGET_BF16 inline __m512i bf16_pairs(__m512 lo, __m512 hi) {
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                              22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+}
+
+inline __mmask16 first_lanes(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
+}
+
+inline __m512 exp_ps512(__m512 x) {
+  const __m256 lo = exp_ps(_mm512_castps512_ps256(x));
+  const __m256 hi = exp_ps(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+}
+
+// Scores of keys [j0, j0 + 8) for the 16 lanes of q (rows r0.. of q_pairs), into s.
+RAG_TARGET_BF16 inline void bf16_scores8(const uint32_t* q, int64_t ld, __mmask16 lanes, const uint32_t* kp,
+                                         int64_t kp_stride, int64_t pairs, __m512* s) {
+  __m512 acc[8];
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; ++g) acc[g] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < pairs; ++i) {
+    const __m512bh qv = reinterpret_cast<__m512bh>(_mm512_maskz_loadu_epi32(lanes, q + i * ld));
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g)
+      acc[g] = _mm512_dpbf16_ps(acc[g], qv, reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(kp[g * kp_stride + i]))));
+  }
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; ++g) s[g] = acc[g];
+}
+
+RAG_TARGET_BF16 void avx512_attention_block_bf16(int64_t rows, int64_t hd, int64_t ld, const uint32_t* q_pairs,
+                                                 const float* k, const float* v, int64_t kv_stride, int64_t keys,
+                                                 const int32_t* visible, float* max, float* sum, float* out_t) {
+  constexpr int64_t kKeys = 16, kMaxDim = kAttentionBf16MaxHeadDim;
+  const int64_t pairs = hd / 2, key_pairs = (keys + 1) / 2;
+  // kp[j][i]: key j's values 2i, 2i + 1; keys past `keys` (up to the next 8) are zero, so that the scores
+  // of a partial group of 8 stay finite before the mask removes them.
+  alignas(64) uint32_t kp[kKeys][kMaxDim / 2];
+  // vp[i][c]: column c of keys 2i and 2i + 1 (a missing odd key is zero).
+  alignas(64) uint32_t vp[kKeys / 2][kMaxDim];
+  for (int64_t j = 0; j < (keys + 7) / 8 * 8; ++j) {
+    for (int64_t d = 0; d < hd; d += 32) {
+      __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+      if (j < keys) {
+        lo = _mm512_maskz_loadu_ps(first_lanes(hd - d), k + j * kv_stride + d);
+        hi = _mm512_maskz_loadu_ps(first_lanes(hd - d - 16 > 0 ? hd - d - 16 : 0), k + j * kv_stride + d + 16);
+      }
+      _mm512_store_si512(kp[j] + d / 2, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+    }
+  }
+  for (int64_t i = 0; i < key_pairs; ++i) {
+    for (int64_t c = 0; c < hd; c += 16) {
+      const __mmask16 m = first_lanes(hd - c);
+      const __m512 even = _mm512_maskz_loadu_ps(m, v + 2 * i * kv_stride + c);
+      const __m512 odd = 2 * i + 1 < keys ? _mm512_maskz_loadu_ps(m, v + (2 * i + 1) * kv_stride + c) : _mm512_setzero_ps();
+      _mm512_store_si512(vp[i] + c, bf16_pairs(even, odd));
+    }
+  }
+
+  const __m512 minus_inf = _mm512_set1_ps(-__builtin_inff());
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    const __mmask16 lanes = first_lanes(rows - r0);
+    const __m512i vis = _mm512_maskz_loadu_epi32(lanes, visible + r0);
+    if (_mm512_cmpgt_epi32_mask(vis, _mm512_setzero_si512()) == 0) continue;  // no row here sees a key
+
+    __m512 s[kKeys];
+    for (int64_t j = 0; j < keys; j += 8) bf16_scores8(q_pairs + r0, ld, lanes, kp[j], kMaxDim / 2, pairs, s + j);
+
+    const __m512 old_max = _mm512_maskz_loadu_ps(lanes, max + r0);
+    __m512 new_max = old_max;
+    for (int64_t j = 0; j < keys; ++j) {
+      const __mmask16 seen = _mm512_cmpgt_epi32_mask(vis, _mm512_set1_epi32(static_cast<int>(j)));
+      s[j] = _mm512_mask_blend_ps(seen, minus_inf, s[j]);
+      new_max = _mm512_max_ps(new_max, s[j]);
+    }
+    const __m512 alpha = exp_ps512(_mm512_sub_ps(old_max, new_max));
+    __m512 l = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, sum + r0), alpha);
+    for (int64_t j = 0; j < keys; ++j) {
+      s[j] = exp_ps512(_mm512_sub_ps(s[j], new_max));
+      l = _mm512_add_ps(l, s[j]);
+    }
+    _mm512_mask_storeu_ps(max + r0, lanes, new_max);
+    _mm512_mask_storeu_ps(sum + r0, lanes, l);
+    __m512i p[kKeys / 2];
+    for (int64_t i = 0; i < key_pairs; ++i)
+      p[i] = bf16_pairs(s[2 * i], 2 * i + 1 < keys ? s[2 * i + 1] : _mm512_setzero_ps());
+
+    int64_t c = 0;
+    for (; c + 8 <= hd; c += 8) {
+      __m512 acc[8];
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) acc[u] = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, out_t + (c + u) * ld + r0), alpha);
+      for (int64_t i = 0; i < key_pairs; ++i) {
+        const __m512bh pi = reinterpret_cast<__m512bh>(p[i]);
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; ++u)
+          acc[u] = _mm512_dpbf16_ps(acc[u], pi, reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(vp[i][c + u]))));
+      }
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) _mm512_mask_storeu_ps(out_t + (c + u) * ld + r0, lanes, acc[u]);
+    }
+    for (; c < hd; ++c) {
+      __m512 acc = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, out_t + c * ld + r0), alpha);
+      for (int64_t i = 0; i < key_pairs; ++i)
+        acc = _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh>(p[i]),
+                               reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(vp[i][c]))));
+      _mm512_mask_storeu_ps(out_t + c * ld + r0, lanes, acc);
+    }
+  }
+}
+
 // Matvec dot products, two blocks per 512-bit step. Four blocks' scales are converted at once and spread to
 // the pair of blocks each step covers by a permute, so the per-block scalar work of the 256-bit body (f16
 // load, convert, multiply, broadcast) disappears; that work, not memory, bounded one core below the machine's
@@ -322,7 +447,7 @@ const KernelTable kAvx512Kernels = {
     avx512_matmul_q8, tile_scratch_bytes, true, avx512_matvec_q8, x86_rms_norm,      x86_layer_norm,
     x86_softmax,     x86_silu,           x86_swiglu,         x86_gelu,
     x86_gelu_tanh,   x86_add,            x86_mul,            x86_scale,
-    x86_axpy,        x86_attention_block,
+    x86_axpy,        x86_attention_block, avx512_attention_block_bf16,
 };
 
 }  // namespace rag::nn

@@ -76,7 +76,15 @@ struct KernelTable {
   void (*attention_block)(int64_t rows, int64_t head_dim, int64_t ld, const float* q_t, const float* k,
                           const float* v, int64_t kv_stride, int64_t keys, const int32_t* visible, float* max,
                           float* sum, float* out_t);
+  // The same with BF16 products, queries as q_pairs (kernels.h); null where the level has none. kernels.cpp
+  // calls it only when the CPU has AVX512_BF16 and head_dim is even and at most kAttentionBf16MaxHeadDim.
+  void (*attention_block_bf16)(int64_t rows, int64_t head_dim, int64_t ld, const uint32_t* q_pairs,
+                               const float* k, const float* v, int64_t kv_stride, int64_t keys,
+                               const int32_t* visible, float* max, float* sum, float* out_t);
 };
+
+// The BF16 attention kernel converts a block's K and V into buffers on its stack sized for this head_dim.
+constexpr int64_t kAttentionBf16MaxHeadDim = 256;
 
 extern const KernelTable kPortableKernels;
 extern const KernelTable kAvx2Kernels;     // AVX2, FMA, F16C

@@ -199,7 +199,7 @@ void attention_block(int64_t rows, int64_t hd, int64_t ld, const float* q_t, con
 const KernelTable kPortableKernels = {
     "portable", dot_f32,   dot_f16, dot_bf16, dot_q8_0, dot_q4_0,  quantize_q8, row_to_f32,
     matmul_q8,  matmul_q8_scratch_bytes, false, matvec_q8, rms_norm, layer_norm, softmax, silu, swiglu, gelu,
-    gelu_tanh,  add,       mul,     scale,    axpy,     attention_block,
+    gelu_tanh,  add,       mul,     scale,    axpy,     attention_block, nullptr,
 };
 
 }  // namespace rag::nn

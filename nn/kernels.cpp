@@ -416,8 +416,24 @@ void axpy(float alpha, const float* x, float* y, int64_t n) { kernels().axpy(alp
 void attention_block(const AttentionBlock& a) {
   RAG_ASSERT(a.rows >= 0 && a.head_dim > 0 && a.ld >= a.rows && a.keys >= 1 && a.keys <= kAttentionBlockKeys);
   if (a.rows == 0) return;
+  if (a.q_pairs) {
+    RAG_ASSERT(attention_bf16_available(a.head_dim));
+    kernels().attention_block_bf16(a.rows, a.head_dim, a.ld, a.q_pairs, a.k, a.v, a.kv_stride, a.keys, a.visible,
+                                   a.max, a.sum, a.out_t);
+    return;
+  }
   kernels().attention_block(a.rows, a.head_dim, a.ld, a.q_t, a.k, a.v, a.kv_stride, a.keys, a.visible, a.max,
                             a.sum, a.out_t);
+}
+
+bool attention_bf16_available(int64_t head_dim) {
+  // CPUID leaf 7, sub-leaf 1, EAX bit 5: AVX512_BF16 (some AVX-512 CPUs, e.g. Ice Lake, lack it).
+  static const bool cpu_bf16 = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) != 0 && (eax & (1u << 5)) != 0;
+  }();
+  return cpu_bf16 && kernels().attention_block_bf16 != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
+         head_dim <= kAttentionBf16MaxHeadDim;
 }
 
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {

@@ -103,9 +103,20 @@ struct AttentionBlock {
   float* max = nullptr;            // per row: m
   float* sum = nullptr;            // per row: l
   float* out_t = nullptr;          // head_dim × ld: O transposed, out_t[d * ld + r]
+  // Set (only where attention_bf16_available(head_dim)): the queries as pairs of bfloat16, q_t is unused,
+  // and the kernel rounds K, V and the probabilities to bfloat16 too, multiplying pairs in one instruction
+  // (vdpbf16ps) with float sums: twice the products per instruction, at BF16 precision (8 significant bits)
+  // for every factor. Rounding is per element, so rows stay independent of their neighbours.
+  //   q_pairs[i * ld + r] = bf16(q_t[2i][r]) | bf16(q_t[2i + 1][r]) << 16, i < head_dim / 2
+  const uint32_t* q_pairs = nullptr;
 };
 inline constexpr int64_t kAttentionBlockKeys = 16;
+// Query rows the x86 kernels take per pass through a block: a call with a multiple of it leaves no lane idle.
+inline constexpr int64_t kAttentionRowLanes = 16;
 void attention_block(const AttentionBlock& block);
+// Whether attention_block takes q_pairs for this head_dim at the current SIMD level: AVX-512 with
+// AVX512_BF16 and an even head_dim of at most 256.
+bool attention_bf16_available(int64_t head_dim);
 
 // Element-wise helpers on float vectors of n values. Outputs may alias inputs.
 //   rms_norm:   y = x / sqrt(mean(x²) + eps) * weight                      (Llama, Qwen2)
