@@ -183,33 +183,10 @@ void avx512_matmul_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8
                                              blocks, x, t, offset, y, ldy, r, static_cast<__mmask16>((1u << rows) - 1));
       }
     };
-    // The next group's weight rows (contiguous bytes) are prefetched into L2 while this group computes,
-    // spread evenly over its token steps, so that packing them does not wait on memory: it reads every
-    // weight of the matrix once per call, a fixed cost that weighed most in short passes (a prefix-cache
-    // hit's 100 tokens).
-    const int64_t next_end = group_end + kGroupTiles * kTileRows < r1 ? group_end + kGroupTiles * kTileRows : r1;
-    const char* next = static_cast<const char*>(w) + group_end * stride;
-    const int64_t next_bytes = (next_end - group_end) * stride;
-    const int64_t steps = (n + kTileTokens - 1) / kTileTokens;
-    const int64_t step_bytes = (next_bytes / 64 / steps + 1) * 64;
-    int64_t fetched = 0;
-    auto prefetch_step = [&] {
-      const int64_t until = fetched + step_bytes < next_bytes ? fetched + step_bytes : next_bytes;
-      for (; fetched < until; fetched += 64) _mm_prefetch(next + fetched, _MM_HINT_T1);
-    };
     int64_t t = 0;
-    for (; t + kTileTokens <= n; t += kTileTokens) {
-      prefetch_step();
-      for_tiles(Tokens<kTileTokens>{}, t);
-    }
-    for (; t + 4 <= n; t += 4) {
-      prefetch_step();
-      for_tiles(Tokens<4>{}, t);
-    }
-    for (; t < n; ++t) {
-      prefetch_step();
-      for_tiles(Tokens<1>{}, t);
-    }
+    for (; t + kTileTokens <= n; t += kTileTokens) for_tiles(Tokens<kTileTokens>{}, t);
+    for (; t + 4 <= n; t += 4) for_tiles(Tokens<4>{}, t);
+    for (; t < n; ++t) for_tiles(Tokens<1>{}, t);
   }
 }
 
@@ -338,117 +315,162 @@ RAG_TARGET_BF16 void avx512_attention_block_bf16(int64_t rows, int64_t hd, int64
   }
 }
 
-// Matvec dot products, two blocks per 512-bit step. Four blocks' scales are converted at once and spread to
-// the pair of blocks each step covers by a permute, so the per-block scalar work of the 256-bit body (f16
-// load, convert, multiply, broadcast) disappears; that work, not memory, bounded one core below the machine's
-// read bandwidth. Weights of both types enter vpdpbusd as unsigned bytes with offset o removed through ds.
-// Groups of 4 blocks divide every row length of Qwen2 and BERT models (896, 4864, 384, 1536, ...).
+// Matvec products (matvec, matvec_batch, dot_row): the tile kernel's arithmetic without its scratch. A group
+// of 16 rows is transposed block by block straight into registers, w[g] lane r = elements 4g .. 4g + 3 of
+// row r as unsigned bytes (the packed layout at the top of this file), and up to 8 tokens meet it there:
+// 8 vpdpbusd give 16 rows' block sums per token, then a conversion and two FMAs. The dot-product form this
+// replaced (one row against a token, two blocks per 512-bit step) spent a conversion, a permute and an FMA
+// on every 64 products; one core, CPU time per decode pass of Qwen2.5-0.5B Q8_0 (bench/decoder), 8 tokens
+// went from 69 to 34 ms, one token stayed at 17-18 ms.
+//
+// Reading 16 rows at once defeats the hardware prefetcher (34-byte steps in 16 places): one token ran at a
+// third of the dot form's speed until each block also prefetched its share of the next group (a contiguous
+// stretch) into L2. Into L1 it evicted the current group's lines before their use.
+//
+// A token's arithmetic, y[t][r] = Σ_b fma(d_w, cvt(Σ u q) · d_x − o · ds, acc), is the same instruction
+// sequence whatever the group's token count and whichever lane its row has (integer sums are exact in any
+// order), and equals the tile kernel's: matvec_batch and matmul_int8 give the bits of single matvecs, so the
+// engine's batched greedy decode equals one stream's.
+constexpr int kMatvecRows = 16;
+constexpr int kMatvecTokens = 8;
+
+// Block b of a row group (`cur` = row 0's block b, `off` = the rows' byte offsets from row 0, `offsets` the
+// same as 32-bit lanes when `gather`) as w[0..7]; returns the rows' scales.
 template <typename Block>
-inline __m128 block_scales4(const Block* w) {
-  const __m128i h = _mm_setr_epi16(static_cast<short>(w[0].d), static_cast<short>(w[1].d),
-                                   static_cast<short>(w[2].d), static_cast<short>(w[3].d), 0, 0, 0, 0);
-  return _mm_cvtph_ps(h);
+__attribute__((always_inline)) inline __m512 transposed_block(const uint8_t* cur, const int64_t* off, bool gather, __m512i offsets, __m512i* w) {
+  // The 16 scales: 4 bytes at each block start (the scale, then quants), their low halves.
+  __m256i dh;
+  if (gather) {
+    dh = _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(offsets, cur, 1));
+  } else {
+    alignas(32) uint16_t d[kMatvecRows];
+#pragma GCC unroll 16
+    for (int r = 0; r < kMatvecRows; ++r) __builtin_memcpy(&d[r], cur + off[r], sizeof(uint16_t));
+    dh = _mm256_load_si256(reinterpret_cast<const __m256i*>(d));
+  }
+  if constexpr (sizeof(Block) == sizeof(BlockQ8_0)) {
+    __m512i z[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      const int a = i < 4 ? i : i + 4;
+      const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cur + off[a] + 2));
+      const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cur + off[a + 4] + 2));
+      z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    }
+    __m512i u[8];
+#pragma GCC unroll 2
+    for (int i = 0; i < 8; i += 4) {
+      const __m512i t0 = _mm512_unpacklo_epi32(z[i + 0], z[i + 1]), t1 = _mm512_unpackhi_epi32(z[i + 0], z[i + 1]);
+      const __m512i t2 = _mm512_unpacklo_epi32(z[i + 2], z[i + 3]), t3 = _mm512_unpackhi_epi32(z[i + 2], z[i + 3]);
+      u[i + 0] = _mm512_unpacklo_epi64(t0, t2);
+      u[i + 1] = _mm512_unpackhi_epi64(t0, t2);
+      u[i + 2] = _mm512_unpacklo_epi64(t1, t3);
+      u[i + 3] = _mm512_unpackhi_epi64(t1, t3);
+    }
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+      w[g] = _mm512_xor_si512(_mm512_shuffle_i32x4(u[g], u[g + 4], 0x88), flip);
+      w[g + 4] = _mm512_xor_si512(_mm512_shuffle_i32x4(u[g], u[g + 4], 0xDD), flip);
+    }
+  } else {
+    __m512i z[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + off[i] + 2)));
+      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + off[4 + i] + 2)), 1);
+      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + off[8 + i] + 2)), 2);
+      z[i] = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + off[12 + i] + 2)), 3);
+    }
+    const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    const __m512i q[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                          _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+    const __m512i low = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+      w[g] = _mm512_and_si512(q[g], low);
+      w[g + 4] = _mm512_and_si512(_mm512_srli_epi32(q[g], 4), low);
+    }
+  }
+  return _mm512_cvtph_ps(dh);
 }
 
-// 64 unsigned bytes: blocks i and i + 1, each in element order.
-inline __m512i unsigned_pair(const BlockQ8_0* w) {
-  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[0].qs));
-  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[1].qs));
-  return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1), _mm512_set1_epi8(static_cast<char>(0x80)));
-}
-
-inline __m512i unsigned_pair(const BlockQ4_0* w) {
-  const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[0].qs));
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[1].qs));
-  const __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1);
-  // [a low, b low, a high, b high] nibbles, reordered to [a low, a high, b low, b high].
-  const __m512i nibbles = _mm512_inserti64x4(_mm512_castsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1);
-  const __m512i ordered = _mm512_shuffle_i64x2(nibbles, nibbles, _MM_SHUFFLE(3, 1, 2, 0));
-  return _mm512_and_si512(ordered, _mm512_set1_epi8(0x0F));
-}
-
-// T tokens against one weight row: each weight pair is loaded and unpacked once and meets every token.
-// Token j's arithmetic is the same instruction sequence whatever T is, so a batch of matvecs gives the bits
-// of single ones (the engine's batched greedy decode then equals one stream's).
+// y[t0 + j][r0 .. r0 + 16) for T tokens over one row group; `rows` masks the stores of a partial group,
+// whose missing rows repeat row 0. `next` is where the following group starts, for the prefetch.
 template <typename Block, int T>
-void avx512_dot_quantized(const Block* w, const Q8Vector* x, int64_t n, float offset, float* out) {
-  const int64_t blocks = n / kQuantBlock;
-  const __m512i first_pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  const __m512i second_pair = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  __m512 acc0[T], acc1[T];
-  __m128 offsets[T];
-#pragma GCC unroll 4
-  for (int j = 0; j < T; ++j) {
-    acc0[j] = _mm512_setzero_ps();
-    acc1[j] = _mm512_setzero_ps();
-    offsets[j] = _mm_setzero_ps();
+void matvec_group(const uint8_t* const* row, const uint8_t* next, int64_t step, int64_t blocks, Q8Matrix x,
+                  int64_t t0, float offset, float* y, int64_t ldy, int64_t r0, __mmask16 rows) {
+  __m512 acc[T];
+#pragma GCC unroll 8
+  for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
+  int64_t off[kMatvecRows];
+  alignas(64) int32_t offset_values[kMatvecRows];
+  // 32-bit gather offsets reach 16 rows of up to 126 M values; wider rows load their scales one by one.
+  const bool gather = row[kMatvecRows - 1] - row[0] <= 0x7FFFFFFF;
+#pragma GCC unroll 16
+  for (int r = 0; r < kMatvecRows; ++r) {
+    off[r] = row[r] - row[0];
+    offset_values[r] = gather ? static_cast<int32_t>(off[r]) : 0;
   }
-  int64_t b = 0;
-  for (; b + 4 <= blocks; b += 4) {
-    const __m128 dw = block_scales4(w + b);
-    const __m512i w0 = unsigned_pair(w + b), w1 = unsigned_pair(w + b + 2);
-#pragma GCC unroll 4
+  const __m512i offsets = _mm512_load_si512(offset_values);
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512i w[8];
+    const __m512 dw = transposed_block<Block>(row[0] + b * step, off, gather, offsets, w);
+    // The next group's rows are one contiguous stretch: fetch it in order, a block's share per block.
+    constexpr int kLines = (kMatvecRows * static_cast<int>(sizeof(Block)) + 63) / 64;
+#pragma GCC unroll 16
+    for (int i = 0; i < kLines; ++i) _mm_prefetch(reinterpret_cast<const char*>(next) + (b * kLines + i) * 64, _MM_HINT_T1);
+#pragma GCC unroll 8
     for (int j = 0; j < T; ++j) {
-      offsets[j] = _mm_fmadd_ps(dw, _mm_loadu_ps(x[j].ds + b), offsets[j]);
-      const __m512 scales = _mm512_castps128_ps512(_mm_mul_ps(dw, _mm_loadu_ps(x[j].d + b)));
-      const __m512i sum0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(x[j].qs + b * kQuantBlock));
-      const __m512i sum1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, _mm512_loadu_si512(x[j].qs + (b + 2) * kQuantBlock));
-      acc0[j] = _mm512_fmadd_ps(_mm512_permutexvar_ps(first_pair, scales), _mm512_cvtepi32_ps(sum0), acc0[j]);
-      acc1[j] = _mm512_fmadd_ps(_mm512_permutexvar_ps(second_pair, scales), _mm512_cvtepi32_ps(sum1), acc1[j]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int j = 0; j < T; ++j) {
-    __m128 offset_sum = _mm_add_ps(offsets[j], _mm_movehl_ps(offsets[j], offsets[j]));
-    offset_sum = _mm_add_ss(offset_sum, _mm_movehdup_ps(offset_sum));
-    float result = _mm512_reduce_add_ps(_mm512_add_ps(acc0[j], acc1[j])) - offset * _mm_cvtss_f32(offset_sum);
-    if (b < blocks) {
-      const Q8Vector rest{x[j].qs + b * kQuantBlock, x[j].d + b, x[j].ds + b};
-      if constexpr (sizeof(Block) == sizeof(BlockQ8_0)) {
-        result += x86_dot_q8_0(w + b, rest, (blocks - b) * kQuantBlock);
-      } else {
-        result += x86_dot_q4_0(w + b, rest, (blocks - b) * kQuantBlock);
+      const int64_t t = t0 + j;
+      const auto* xq = reinterpret_cast<const uint8_t*>(x.qs + t * x.k + b * kQuantBlock);
+      __m512i sum0 = _mm512_setzero_si512(), sum1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int g = 0; g < 8; ++g) {
+        const __m512i xg = _mm512_set1_epi32(static_cast<int>(load_u32(xq + 4 * g)));
+        if (T < 4 && g % 2 == 1) {
+          sum1 = _mm512_dpbusd_epi32(sum1, w[g], xg);
+        } else {
+          sum0 = _mm512_dpbusd_epi32(sum0, w[g], xg);
+        }
       }
+      if (T < 4) sum0 = _mm512_add_epi32(sum0, sum1);
+      const int64_t xb = t * blocks + b;
+      const __m512 block = _mm512_fmsub_ps(_mm512_cvtepi32_ps(sum0), _mm512_set1_ps(x.d[xb]),
+                                           _mm512_set1_ps(offset * x.ds[xb]));
+      acc[j] = _mm512_fmadd_ps(dw, block, acc[j]);
     }
-    out[j] = result;
   }
+#pragma GCC unroll 8
+  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t0 + j) * ldy + r0, rows, acc[j]);
 }
-
-float avx512_dot_q8_0(const BlockQ8_0* w, Q8Vector x, int64_t n) {
-  float y;
-  avx512_dot_quantized<BlockQ8_0, 1>(w, &x, n, 128.0f, &y);
-  return y;
-}
-float avx512_dot_q4_0(const BlockQ4_0* w, Q8Vector x, int64_t n) {
-  float y;
-  avx512_dot_quantized<BlockQ4_0, 1>(w, &x, n, 8.0f, &y);
-  return y;
-}
-
-// Tokens in groups of 4 per row (4 × 2 accumulators stay in registers); a row's later groups read it from L1.
-constexpr int kMatvecTokens = 4;
 
 template <typename Block>
 void avx512_matvec_rows(const Block* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y, int64_t ldy,
                         float offset) {
   const int64_t blocks = x.k / kQuantBlock;
-  Q8Vector xs[kMatvecTokens];
-  float out[kMatvecTokens];
-  for (int64_t r = r0; r < r1; ++r) {
-    const Block* row = w + r * blocks;
-    for (int64_t t0 = 0; t0 < n; t0 += kMatvecTokens) {
-      const int64_t count = n - t0 < kMatvecTokens ? n - t0 : kMatvecTokens;
-      for (int64_t j = 0; j < count; ++j) {
-        const int64_t t = t0 + j;
-        xs[j] = Q8Vector{x.qs + t * x.k, x.d + t * blocks, x.ds + t * blocks};
-      }
-      switch (count) {
-        case 4: avx512_dot_quantized<Block, 4>(row, xs, x.k, offset, out); break;
-        case 3: avx512_dot_quantized<Block, 3>(row, xs, x.k, offset, out); break;
-        case 2: avx512_dot_quantized<Block, 2>(row, xs, x.k, offset, out); break;
-        default: avx512_dot_quantized<Block, 1>(row, xs, x.k, offset, out); break;
-      }
-      for (int64_t j = 0; j < count; ++j) y[(t0 + j) * ldy + r] = out[j];
+  const auto* base = reinterpret_cast<const uint8_t*>(w);
+  const int64_t stride = blocks * static_cast<int64_t>(sizeof(Block));
+  for (int64_t r = r0; r < r1; r += kMatvecRows) {
+    const int64_t rows = r1 - r < kMatvecRows ? r1 - r : kMatvecRows;
+    const uint8_t* row[kMatvecRows];
+    for (int i = 0; i < kMatvecRows; ++i) row[i] = base + (r + (i < rows ? i : 0)) * stride;
+    const auto mask = static_cast<__mmask16>((1u << rows) - 1);
+    const int64_t step = static_cast<int64_t>(sizeof(Block));
+    const uint8_t* next = base + (r + kMatvecRows) * stride;
+    int64_t t = 0;
+    for (; t + kMatvecTokens <= n; t += kMatvecTokens)
+      matvec_group<Block, kMatvecTokens>(row, next, step, blocks, x, t, offset, y, ldy, r, mask);
+    switch (n - t) {
+      case 7: matvec_group<Block, 7>(row, next, step, blocks, x, t, offset, y, ldy, r, mask); break;
+      case 6: matvec_group<Block, 6>(row, next, step, blocks, x, t, offset, y, ldy, r, mask); break;
+      case 5: matvec_group<Block, 5>(row, next, step, blocks, x, t, offset, y, ldy, r, mask); break;
+      case 4: matvec_group<Block, 4>(row, next, step, blocks, x, t, offset, y, ldy, r, mask); break;
+      case 3: matvec_group<Block, 3>(row, next, step, blocks, x, t, offset, y, ldy, r, mask); break;
+      case 2: matvec_group<Block, 2>(row, next, step, blocks, x, t, offset, y, ldy, r, mask); break;
+      case 1: matvec_group<Block, 1>(row, next, step, blocks, x, t, offset, y, ldy, r, mask); break;
+      default: break;
     }
   }
 }
@@ -460,6 +482,17 @@ void avx512_matvec_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8
   } else {
     avx512_matvec_rows(static_cast<const BlockQ4_0*>(w), r0, r1, x, n, y, ldy, 8.0f);
   }
+}
+
+float avx512_dot_q8_0(const BlockQ8_0* w, Q8Vector x, int64_t n) {
+  float y;
+  avx512_matvec_rows(w, 0, 1, Q8Matrix{x.qs, x.d, x.ds, n}, 1, &y, 1, 128.0f);
+  return y;
+}
+float avx512_dot_q4_0(const BlockQ4_0* w, Q8Vector x, int64_t n) {
+  float y;
+  avx512_matvec_rows(w, 0, 1, Q8Matrix{x.qs, x.d, x.ds, n}, 1, &y, 1, 8.0f);
+  return y;
 }
 
 }  // namespace

@@ -24,7 +24,9 @@
 // repay: matvec_batch (each weight row loaded once, shared by up to 4 tokens in registers) took, one core,
 // CPU time, Q8_0 4864×896 (bench/kernels BM_DecodeBatch), n = 2: 0.21 ms against tiles 0.51; n = 4: 0.33
 // against 0.54; n = 8: 0.63 against 0.62; n = 16: 1.35 against 0.99 (Q4_0 alike). So matmul takes it up to
-// kMatvecBatchTokens = 8 tokens, where it costs the same and rounds as matvec.
+// kMatvecBatchTokens = 8 tokens, where it costs the same and rounds as matvec. (Those matvec_batch figures are
+// the dot-product kernel's; the AVX-512 16-row group kernel that replaced it, kernels-avx512.cpp, halved the
+// CPU time of an 8-token decode pass and rounds as the tiles do.)
 //
 // Scratch: quantized activations and dequantized weight tiles live in thread-local buffers that grow to the
 // largest call and are reused, so a call allocates nothing once warmed up.
@@ -245,13 +247,17 @@ void set_simd_level(SimdLevel level) {
 void matvec(const Weights& w, const float* x, float* y) {
   check_weights(w, "matvec");
   const KernelTable& k = kernels();
-  Q8Vector xq{};
   if (quantized(w.type)) {
+    // The batch kernel with one token: matvec_batch then rounds each token exactly as this does.
     const QuantizedActivations q = activation_scratch(1, w.cols);
     k.quantize_q8(x, w.cols, q.qs, q.d, q.ds);
-    xq = {q.qs, q.d, q.ds};
+    const Q8Matrix xq{q.qs, q.d, q.ds, w.cols};
+    parallel_rows(w.rows, w.rows * w.cols, [&](int64_t r0, int64_t r1) {
+      k.matvec_q8(w.type, w.data, r0, r1, xq, 1, y, w.rows);
+    });
+    return;
   }
-  parallel_rows(w.rows, w.rows * w.cols, [&](int64_t r0, int64_t r1) { dot_rows(k, w, x, xq, y, r0, r1); });
+  parallel_rows(w.rows, w.rows * w.cols, [&](int64_t r0, int64_t r1) { dot_rows(k, w, x, Q8Vector{}, y, r0, r1); });
 }
 
 void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y) {

@@ -186,9 +186,9 @@ TEST_F(KernelsTest, MatmulEqualsSeparateMatvecs) {
 }
 
 // The decode batch route: every value bit for bit what matvec gives for its token, at every level (the
-// AVX-512 kernel shares each weight load among up to 4 tokens; the others loop), for block counts that
-// leave a tail past the kernels' groups of 4 blocks, token counts across those groups of 4, and enough
-// rows for the parallel split; matmul takes this route up to kMatvecBatchTokens tokens, matmul_multi too.
+// AVX-512 kernel shares each 16-row group's transposed weights among up to 8 tokens; the others loop), for
+// row counts that leave partial groups, token counts across the groups of 8, and enough rows for the
+// parallel split; matmul takes this route up to kMatvecBatchTokens tokens, matmul_multi too.
 TEST_F(KernelsTest, MatvecBatchEqualsMatvecsBitForBit) {
   for (SimdLevel level : available_levels()) {
     set_simd_level(level);
@@ -224,6 +224,27 @@ TEST_F(KernelsTest, MatvecBatchEqualsMatvecsBitForBit) {
     }
     EXPECT_EQ(std::memcmp(ya.data(), wa.data(), ya.size() * sizeof(float)), 0) << simd_level_name(level);
     EXPECT_EQ(std::memcmp(yb.data(), wb.data(), yb.size() * sizeof(float)), 0) << simd_level_name(level);
+  }
+}
+
+// At AVX-512 the matvec kernel computes what the int8 tile kernel does, in the same order, so the prefill
+// route (matmul_int8, more than one token) rounds every token as a decode step would: partial row groups
+// and tiles, token counts below, at and past the tile's 8.
+TEST_F(KernelsTest, Int8TileKernelEqualsMatvecBitForBitAtAvx512) {
+  if (simd_level_supported() < SimdLevel::kAvx512) GTEST_SKIP() << "no AVX-512 VNNI";
+  set_simd_level(SimdLevel::kAvx512);
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{3, 64}, {40, 96}, {17, 4096 + 32}}) {
+      const TestMatrix m = make_matrix(type, rows, cols, static_cast<uint32_t>(rows * 5 + cols));
+      for (int64_t n : {2, 8, 9, 33}) {
+        SCOPED_TRACE(testing::Message() << tensor_type_name(type) << " " << rows << "x" << cols << " n=" << n);
+        const std::vector<float> x = random_floats(n * cols, static_cast<uint32_t>(n * 7 + cols));
+        std::vector<float> tiles(static_cast<size_t>(n * rows), NAN), single(tiles.size(), NAN);
+        matmul_int8(m.weights(), x.data(), n, tiles.data());
+        for (int64_t t = 0; t < n; ++t) matvec(m.weights(), x.data() + t * cols, single.data() + t * rows);
+        ASSERT_EQ(std::memcmp(tiles.data(), single.data(), tiles.size() * sizeof(float)), 0);
+      }
+    }
   }
 }
 
