@@ -6,15 +6,18 @@
 //   RAG_SIMD=avx2 build/bench/kernels ...        the same at a capped SIMD level
 //
 // Shapes are Qwen2.5-0.5B's: 4864×896 (MLP up/gate), 896×4864 (MLP down), 151936×896 (the output head),
-// 896×896 (attention projections); matmul runs n = 512 tokens.
+// 896×896 (attention projections); matmul runs n = 512 tokens. Attention runs one tile of a prefix-cache
+// hit (BM_Attention).
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <random>
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "nn/kernels.h"
+#include "nn/tensor.h"
 
 namespace rag::nn {
 namespace {
@@ -232,6 +236,53 @@ void BM_Gelu(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 
+// One attention task of a prefix-cache hit on Qwen2.5-0.5B: 32 tokens × 7 query heads of one KV head (224
+// rows, head_dim 64) against 2000 keys in 16-key blocks (K and V rows 128 floats apart, as a KV row holds
+// both KV heads), every row seeing every key. Arg 0 multiplies in float, 1 in BF16 (q_pairs) where the CPU
+// has it. FLOP/s counts q·k and p·v: 4 × rows × keys × head_dim.
+void BM_Attention(benchmark::State& state) {
+  const bool bf16 = state.range(0) == 1;
+  constexpr int64_t kRows = 224, kHeadDim = 64, kKeys = 2000, kStride = 128;
+  if (bf16 && !attention_bf16_available(kHeadDim)) {
+    state.SkipWithError("no BF16 attention at this SIMD level");
+    return;
+  }
+  const std::vector<float> q_t = random_activations(kHeadDim * kRows), k = random_activations(kKeys * kStride),
+                           v = random_activations(kKeys * kStride);
+  std::vector<uint32_t> q_pairs(static_cast<size_t>(kHeadDim / 2 * kRows));
+  for (int64_t i = 0; i < kHeadDim / 2; ++i)
+    for (int64_t r = 0; r < kRows; ++r)
+      q_pairs[i * kRows + r] = f32_to_bf16(0.125f * q_t[2 * i * kRows + r]) |
+                               static_cast<uint32_t>(f32_to_bf16(0.125f * q_t[(2 * i + 1) * kRows + r])) << 16;
+  std::vector<float> out_t(static_cast<size_t>(kHeadDim * kRows)), max(kRows), sum(kRows);
+  const std::vector<int32_t> visible(kRows, static_cast<int32_t>(kAttentionBlockKeys));
+  for (auto _ : state) {
+    std::fill(out_t.begin(), out_t.end(), 0.0f);
+    std::fill(max.begin(), max.end(), std::numeric_limits<float>::lowest());
+    std::fill(sum.begin(), sum.end(), 0.0f);
+    for (int64_t j = 0; j < kKeys; j += kAttentionBlockKeys) {
+      AttentionBlock a;
+      a.rows = kRows;
+      a.head_dim = kHeadDim;
+      a.ld = kRows;
+      a.q_t = q_t.data();
+      a.q_pairs = bf16 ? q_pairs.data() : nullptr;
+      a.k = k.data() + j * kStride;
+      a.v = v.data() + j * kStride;
+      a.kv_stride = kStride;
+      a.keys = kAttentionBlockKeys;
+      a.visible = visible.data();
+      a.max = max.data();
+      a.sum = sum.data();
+      a.out_t = out_t.data();
+      attention_block(a);
+    }
+    benchmark::DoNotOptimize(out_t.data());
+  }
+  state.SetLabel(std::string(bf16 ? "bf16 " : "f32 ") + std::string(simd_level_name(simd_level())));
+  state.counters["FLOP/s"] = benchmark::Counter(4.0 * kRows * kKeys * kHeadDim, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 constexpr int64_t kTypes[] = {static_cast<int64_t>(TensorType::kF32), static_cast<int64_t>(TensorType::kF16),
                               static_cast<int64_t>(TensorType::kQ8_0), static_cast<int64_t>(TensorType::kQ4_0)};
 
@@ -278,5 +329,6 @@ BENCHMARK(rag::nn::BM_RmsNorm)->Arg(896)->Arg(4864);
 BENCHMARK(rag::nn::BM_Softmax)->Arg(896)->Arg(32768);
 BENCHMARK(rag::nn::BM_Swiglu)->Arg(4864);
 BENCHMARK(rag::nn::BM_Gelu)->Arg(1536);
+BENCHMARK(rag::nn::BM_Attention)->ArgName("bf16")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();
