@@ -183,10 +183,33 @@ void avx512_matmul_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8
                                              blocks, x, t, offset, y, ldy, r, static_cast<__mmask16>((1u << rows) - 1));
       }
     };
+    // The next group's weight rows (contiguous bytes) are prefetched into L2 while this group computes,
+    // spread evenly over its token steps, so that packing them does not wait on memory: it reads every
+    // weight of the matrix once per call, a fixed cost that weighed most in short passes (a prefix-cache
+    // hit's 100 tokens).
+    const int64_t next_end = group_end + kGroupTiles * kTileRows < r1 ? group_end + kGroupTiles * kTileRows : r1;
+    const char* next = static_cast<const char*>(w) + group_end * stride;
+    const int64_t next_bytes = (next_end - group_end) * stride;
+    const int64_t steps = (n + kTileTokens - 1) / kTileTokens;
+    const int64_t step_bytes = (next_bytes / 64 / steps + 1) * 64;
+    int64_t fetched = 0;
+    auto prefetch_step = [&] {
+      const int64_t until = fetched + step_bytes < next_bytes ? fetched + step_bytes : next_bytes;
+      for (; fetched < until; fetched += 64) _mm_prefetch(next + fetched, _MM_HINT_T1);
+    };
     int64_t t = 0;
-    for (; t + kTileTokens <= n; t += kTileTokens) for_tiles(Tokens<kTileTokens>{}, t);
-    for (; t + 4 <= n; t += 4) for_tiles(Tokens<4>{}, t);
-    for (; t < n; ++t) for_tiles(Tokens<1>{}, t);
+    for (; t + kTileTokens <= n; t += kTileTokens) {
+      prefetch_step();
+      for_tiles(Tokens<kTileTokens>{}, t);
+    }
+    for (; t + 4 <= n; t += 4) {
+      prefetch_step();
+      for_tiles(Tokens<4>{}, t);
+    }
+    for (; t < n; ++t) {
+      prefetch_step();
+      for_tiles(Tokens<1>{}, t);
+    }
   }
 }
 
