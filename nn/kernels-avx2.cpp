@@ -10,7 +10,7 @@ const KernelTable kAvx2Kernels = {
     x86_matmul_q8_rows, x86_matmul_q8_rows_scratch, false, x86_matvec_q8, x86_rms_norm, x86_layer_norm,
     x86_softmax,     x86_silu,           x86_swiglu,         x86_gelu,
     x86_gelu_tanh,   x86_add,            x86_mul,            x86_scale,
-    x86_axpy,        x86_attention_block, nullptr,
+    x86_axpy,        x86_attention_block, nullptr, x86_scan_u4,
 };
 
 }  // namespace rag::nn

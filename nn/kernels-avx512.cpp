@@ -538,7 +538,7 @@ const KernelTable kAvx512Kernels = {
     avx512_matmul_q8, tile_scratch_bytes, true, avx512_matvec_q8, x86_rms_norm,      x86_layer_norm,
     x86_softmax,     x86_silu,           x86_swiglu,         x86_gelu,
     x86_gelu_tanh,   x86_add,            x86_mul,            x86_scale,
-    x86_axpy,        x86_attention_block, avx512_attention_block_bf16,
+    x86_axpy,        x86_attention_block, avx512_attention_block_bf16, x86_scan_u4,
 };
 
 }  // namespace rag::nn

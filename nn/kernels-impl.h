@@ -81,7 +81,13 @@ struct KernelTable {
   void (*attention_block_bf16)(int64_t rows, int64_t head_dim, int64_t ld, const uint32_t* q_pairs,
                                const float* k, const float* v, int64_t kv_stride, int64_t keys,
                                const int32_t* visible, float* max, float* sum, float* out_t);
+
+  // nn::scan_u4 (kernels.h), over whole groups of kScanRows rows.
+  void (*scan_u4)(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t dim, int32_t* sums);
 };
+
+// kernels.h's kScanGroupRows (which this header cannot include: see the top).
+constexpr int64_t kScanRows = 16;
 
 // The BF16 attention kernel converts a block's K and V into buffers on its stack sized for this head_dim.
 constexpr int64_t kAttentionBf16MaxHeadDim = 256;

@@ -194,12 +194,27 @@ void attention_block(int64_t rows, int64_t hd, int64_t ld, const float* q_t, con
   }
 }
 
+void scan_u4(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t dim, int32_t* sums) {
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* group = codes + g * 8 * dim;
+    for (int64_t j = 0; j < kScanRows; ++j) {
+      int32_t sum = 0;
+      for (int64_t m = 0; m < dim / 8; ++m)
+        for (int64_t b = 0; b < 4; ++b) {
+          const uint8_t byte = group[m * 64 + 4 * j + b];
+          sum += q[8 * m + b] * (byte & 0x0F) + q[8 * m + 4 + b] * (byte >> 4);
+        }
+      sums[g * kScanRows + j] = sum;
+    }
+  }
+}
+
 }  // namespace
 
 const KernelTable kPortableKernels = {
     "portable", dot_f32,   dot_f16, dot_bf16, dot_q8_0, dot_q4_0,  quantize_q8, row_to_f32,
     matmul_q8,  matmul_q8_scratch_bytes, false, matvec_q8, rms_norm, layer_norm, softmax, silu, swiglu, gelu,
-    gelu_tanh,  add,       mul,     scale,    axpy,     attention_block, nullptr,
+    gelu_tanh,  add,       mul,     scale,    axpy,     attention_block, nullptr, scan_u4,
 };
 
 }  // namespace rag::nn

@@ -118,6 +118,31 @@ float x86_dot_16bit(const uint16_t* w, const float* x, int64_t n) {
 float x86_dot_f16(const uint16_t* w, const float* x, int64_t n) { return x86_dot_16bit<false>(w, x, n); }
 float x86_dot_bf16(const uint16_t* w, const float* x, int64_t n) { return x86_dot_16bit<true>(w, x, n); }
 
+// nn::scan_u4: rows 0-7 of a group in the first 32 bytes of each 64, rows 8-15 in the second; low nibbles
+// meet q[8m .. 8m + 3] and high nibbles q[8m + 4 .. 8m + 7], broadcast to every lane. Sums of two
+// products stay far inside int16 for dot_u8s8's AVX2 path (15 * 127 * 2).
+void x86_scan_u4(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t dim, int32_t* sums) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  const int64_t steps = dim / 8;
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* p = codes + g * 8 * dim;
+    __m256i lo0 = _mm256_setzero_si256(), hi0 = _mm256_setzero_si256();
+    __m256i lo1 = _mm256_setzero_si256(), hi1 = _mm256_setzero_si256();
+    for (int64_t m = 0; m < steps; ++m, p += 64) {
+      const __m256i q_lo = _mm256_broadcastd_epi32(_mm_loadu_si32(q + 8 * m));
+      const __m256i q_hi = _mm256_broadcastd_epi32(_mm_loadu_si32(q + 8 * m + 4));
+      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
+      lo0 = dot_u8s8(lo0, _mm256_and_si256(v0, nibble), q_lo);
+      hi0 = dot_u8s8(hi0, _mm256_and_si256(_mm256_srli_epi16(v0, 4), nibble), q_hi);
+      lo1 = dot_u8s8(lo1, _mm256_and_si256(v1, nibble), q_lo);
+      hi1 = dot_u8s8(hi1, _mm256_and_si256(_mm256_srli_epi16(v1, 4), nibble), q_hi);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + g * kScanRows), _mm256_add_epi32(lo0, hi0));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + g * kScanRows + 8), _mm256_add_epi32(lo1, hi1));
+  }
+}
+
 // Q8_0 weights: |w| times x with w's sign (vpsignb), so the unsigned × signed product sees the true sign.
 float x86_dot_q8_0(const BlockQ8_0* w, Q8Vector x, int64_t n) {
   const int64_t blocks = n / kQuantBlock;

@@ -418,6 +418,21 @@ float dot_row(TensorType type, const void* row, const float* x, int64_t n) {
 }
 
 float dot_f32(const float* a, const float* b, int64_t n) { return kernels().dot_f32(a, b, n); }
+
+static_assert(kScanRows == kScanGroupRows);
+
+void scan_u4(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t dim, int32_t* sums) {
+  RAG_ASSERT(groups >= 0 && dim > 0 && dim % 8 == 0);
+  kernels().scan_u4(codes, groups, q, dim, sums);
+}
+
+void pack_u4_row(const uint8_t* row_codes, int64_t dim, int64_t row_in_group, uint8_t* group) {
+  RAG_ASSERT(dim % 8 == 0 && row_in_group >= 0 && row_in_group < kScanGroupRows);
+  for (int64_t m = 0; m < dim / 8; ++m)
+    for (int64_t b = 0; b < 4; ++b)
+      group[m * 64 + 4 * row_in_group + b] =
+          static_cast<uint8_t>((row_codes[8 * m + b] & 0x0F) | (row_codes[8 * m + 4 + b] & 0x0F) << 4);
+}
 void axpy(float alpha, const float* x, float* y, int64_t n) { kernels().axpy(alpha, x, y, n); }
 void attention_block(const AttentionBlock& a) {
   RAG_ASSERT(a.rows >= 0 && a.head_dim > 0 && a.ld >= a.rows && a.keys >= 1 && a.keys <= kAttentionBlockKeys);

@@ -79,6 +79,17 @@ float dot_row(TensorType type, const void* row, const float* x, int64_t n);
 float dot_f32(const float* a, const float* b, int64_t n);
 void axpy(float alpha, const float* x, float* y, int64_t n);
 
+// The vector index's quantized scan (index/vector-index.cpp): exact int32 sums of 4-bit codes (0-15)
+// against int8 weights, rows in groups of kScanGroupRows laid out so that a 32-byte load holds four
+// dimensions of eight rows, one row per 4-byte lane (a vpdpbusd then adds four products to each row):
+//   group g is 8 * dim bytes; for dimensions [8m, 8m + 8) it holds 64 bytes whose byte 4j + b (j < 16)
+//   carries dimension 8m + b of row j in its low nibble and dimension 8m + 4 + b in its high nibble.
+//   sums[16g + j] = Σ_i q[i] * code(g, j, i)  for g < groups; dim is a multiple of 8.
+inline constexpr int64_t kScanGroupRows = 16;
+void scan_u4(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t dim, int32_t* sums);
+// Places one row's codes (dim values, 0-15) as row `row_in_group` of `group` (8 * dim bytes, that layout).
+void pack_u4_row(const uint8_t* row_codes, int64_t dim, int64_t row_in_group, uint8_t* group);
+
 // One step of attention with an online softmax (flash attention): `rows` query rows against up to
 // kAttentionBlockKeys key and value rows, updating per row a running maximum score m, a running sum l of
 // exp(score - m) and a running output O = Σ exp(score - m) v, so that a tile of queries meets each K and V

@@ -341,6 +341,34 @@ TEST_F(KernelsTest, DotRowEqualsMatvecOfOneRow) {
   }
 }
 
+// The quantized scan's sums are exact integers, so every level must give the oracle's value exactly; the
+// extreme codes and weights (15 against ±127) check that no level overflows its int16 intermediates.
+TEST_F(KernelsTest, ScanU4SumsEqualTheOracleAtEveryLevel) {
+  for (int64_t dim : {8, 16, 384, 1024}) {
+    const int64_t groups = 5, rows = groups * kScanGroupRows;
+    std::mt19937 rng(static_cast<uint32_t>(dim));
+    std::vector<uint8_t> codes(static_cast<size_t>(rows * dim));
+    std::vector<int8_t> q(static_cast<size_t>(dim));
+    for (auto& c : codes) c = static_cast<uint8_t>(rng() % 16);
+    for (auto& w : q) w = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+    for (int64_t i = 0; i < dim; ++i) codes[static_cast<size_t>(i)] = 15;  // row 0: the largest sums
+    for (int64_t i = 0; i < dim; ++i) q[static_cast<size_t>(i)] = i % 3 ? 127 : -127;
+    std::vector<uint8_t> packed(static_cast<size_t>(groups * 8 * dim), 0xFF);
+    for (int64_t r = 0; r < rows; ++r)
+      pack_u4_row(codes.data() + r * dim, dim, r % kScanGroupRows, packed.data() + r / kScanGroupRows * 8 * dim);
+    std::vector<int32_t> expected(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < dim; ++i) expected[static_cast<size_t>(r)] += q[static_cast<size_t>(i)] * codes[static_cast<size_t>(r * dim + i)];
+    for (SimdLevel level : available_levels()) {
+      SCOPED_TRACE(testing::Message() << simd_level_name(level) << " dim " << dim);
+      set_simd_level(level);
+      std::vector<int32_t> sums(static_cast<size_t>(rows), -1);
+      scan_u4(packed.data(), groups, q.data(), dim, sums.data());
+      EXPECT_EQ(sums, expected);
+    }
+  }
+}
+
 TEST_F(KernelsTest, RejectsRowsThatAreNotWholeBlocks) {
   std::vector<uint8_t> bytes(1024);
   const float x[48] = {};
