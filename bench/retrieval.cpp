@@ -3,13 +3,15 @@
 // index against exact search over the same admitted chunks.
 //
 //   build/bench/retrieval [--sizes 10000,100000,1000000] [--dim 384] [--queries 200] [--work DIR] [--keep]
-//                         [--vectors words|uniform]
+//                         [--vectors words|uniform] [--vector-index auto|flat|sq4|hnsw|ivf]
 //
 // Synthetic corpus: N chunks in documents of 10 chunks, 40-120 words each drawn from a Zipf(1.0) vocabulary of
 // 50,000 words. Document i carries "group:all", plus "group:p10" when i % 10 == 0 and "group:p1" when
 // i % 100 == 0, so principals holding one of those groups read 100%, 10% and 1% of the chunks. The data dir
 // (DIR/n<N>-d<dim>-<vectors>, reused when it exists; --keep leaves it) is written through index/'s public API
-// as ingest writes it (catalog, Xapian, catalog vectors, FAISS file of the kind kAuto picks and its manifest).
+// as ingest writes it (catalog, Xapian, catalog vectors, FAISS file of the kind --vector-index picks, kAuto by
+// default, and its manifest). A kept data dir whose vector index is not of that kind gets a new one built in
+// place from its catalog's vectors (minutes at 1M chunks; the keyword index takes most of an hour).
 // Queries are 2-4 words of mid frequency (ranks 50-5049).
 //
 // Vectors (--vectors): "words" (default) gives a chunk the normalised idf-weighted sum of fixed random
@@ -60,6 +62,7 @@ struct Args {
   std::string work;
   bool keep = false;
   std::string vectors = "words";  // "words" (derived from the chunk's words) or "uniform" (independent random)
+  index::VectorIndexKind kind = index::VectorIndexKind::kAuto;
 };
 
 Args parse(int argc, char** argv) {
@@ -90,6 +93,8 @@ Args parse(int argc, char** argv) {
       a.vectors = value();
       if (a.vectors != "words" && a.vectors != "uniform")
         fail(Errc::kInvalidArgument, "--vectors: {} is neither words nor uniform", a.vectors);
+    } else if (s == "--vector-index") {
+      a.kind = index::parse_vector_index_kind(value());
     } else {
       fail(Errc::kInvalidArgument, "unknown option {} (see the header of bench/retrieval.cpp)", s);
     }
@@ -212,7 +217,26 @@ double cpu_ms() {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-void build(const std::string& data_dir, int64_t n, const SyntheticEmbedder& embedder) {
+// Writes generation 1's FAISS file and manifest for these vectors.
+void save_vectors(const std::string& data_dir, const index::Catalog& catalog, const SyntheticEmbedder& embedder,
+                  index::VectorIndexKind kind, std::span<const int64_t> ids, std::span<const float> rows) {
+  auto start = Clock::now();
+  auto vectors = index::VectorIndex::build(embedder.dim(), kind, {}, ids, rows);
+  index::VectorManifest m;
+  m.change_counter = catalog.change_counter();
+  m.embedder = embedder.identity();
+  m.dim = embedder.dim();
+  m.vectors = vectors->size();
+  m.rows = vectors->rows();
+  m.kind = std::string(index::vector_index_kind_name(vectors->kind()));
+  m.params = vectors->describe();
+  m.hash = vectors->save(index::vectors_path(data_dir, 1));
+  index::write_manifest(data_dir, 1, m);
+  std::fprintf(stderr, "  %s index over %lld vectors built in %.0f s\n", m.kind.c_str(),
+               static_cast<long long>(m.vectors), seconds_since(start));
+}
+
+void build(const std::string& data_dir, int64_t n, const SyntheticEmbedder& embedder, index::VectorIndexKind kind) {
   auto start = Clock::now();
   const int dim = embedder.dim();
   index::WriteLock lock(data_dir, false);
@@ -279,21 +303,37 @@ void build(const std::string& data_dir, int64_t n, const SyntheticEmbedder& embe
   catalog.set_meta("embedder_identity", embedder.identity());
   catalog.set_meta("embedder_dim", std::to_string(dim));
   catalog.commit();
-  auto t_faiss = Clock::now();
-  auto vectors = index::VectorIndex::build(dim, index::VectorIndexKind::kAuto, {}, ids, rows);
-  index::VectorManifest m;
-  m.change_counter = catalog.change_counter();
-  m.embedder = embedder.identity();
-  m.dim = dim;
-  m.vectors = vectors->size();
-  m.rows = vectors->rows();
-  m.kind = std::string(index::vector_index_kind_name(vectors->kind()));
-  m.params = vectors->describe();
-  m.hash = vectors->save(index::vectors_path(data_dir, 1));
-  index::write_manifest(data_dir, 1, m);
+  std::fprintf(stderr, "\n");
+  save_vectors(data_dir, catalog, embedder, kind, ids, rows);
   index::publish_generation(data_dir, 1);
-  std::fprintf(stderr, "\n  %s index over %lld vectors built in %.0f s; total %.0f s\n", m.kind.c_str(),
-               static_cast<long long>(m.vectors), seconds_since(t_faiss), seconds_since(start));
+  std::fprintf(stderr, "  built in %.0f s\n", seconds_since(start));
+}
+
+// A kept data dir's vectors as the wanted kind: rebuilt from the catalog's vectors when they are not.
+void reindex_vectors_if_needed(const std::string& data_dir, const SyntheticEmbedder& embedder,
+                               index::VectorIndexKind kind) {
+  auto manifest = index::read_manifest(data_dir, 1);
+  if (!manifest) fail(Errc::kCorrupt, "{}: generation 1 has no vector manifest; delete it to rebuild", data_dir);
+  index::VectorIndexParams params;
+  auto current = index::parse_vector_index_kind(manifest->kind);
+  auto wanted = kind;
+  if (wanted == index::VectorIndexKind::kAuto) {  // what build() would pick for this many vectors
+    wanted = manifest->vectors <= params.flat_max_vectors   ? index::VectorIndexKind::kFlat
+             : manifest->vectors <= params.sq4_max_vectors ? index::VectorIndexKind::kSq4
+                                                             : index::VectorIndexKind::kHnsw;
+  }
+  if (current == wanted) return;
+  std::fprintf(stderr, "%s: vectors are %s, %s wanted: rebuilding them from the catalog\n", data_dir.c_str(),
+               manifest->kind.c_str(), std::string(index::vector_index_kind_name(wanted)).c_str());
+  index::WriteLock lock(data_dir, false);
+  index::Catalog catalog(index::catalog_path(data_dir), index::Catalog::Mode::kRead);
+  std::vector<int64_t> ids;
+  std::vector<float> rows;
+  catalog.for_each_vector(embedder.dim(), [&](int64_t id, const float* v) {
+    ids.push_back(id);
+    rows.insert(rows.end(), v, v + embedder.dim());
+  });
+  save_vectors(data_dir, catalog, embedder, wanted, ids, rows);
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -322,14 +362,16 @@ int main(int argc, char** argv) {
       if (!std::filesystem::exists(data_dir + "/CURRENT")) {
         std::filesystem::remove_all(data_dir);
         std::fprintf(stderr, "building %lld chunks in %s\n", static_cast<long long>(n), data_dir.c_str());
-        build(data_dir, n, *embedder);
+        build(data_dir, n, *embedder, args.kind);
+      } else {
+        reindex_vectors_if_needed(data_dir, *embedder, args.kind);
       }
       retrieve::Retriever retriever({data_dir, embedder, nullptr, "all"});
       // The oracle for recall@10: the same vectors, scored exactly over the rows the principal may read.
       const int64_t gen = index::current_generation(data_dir);
       auto manifest = index::read_manifest(data_dir, gen);
       if (!manifest) fail(Errc::kCorrupt, "{}: generation {} has no vector manifest; delete it to rebuild", data_dir, gen);
-      auto exact = index::VectorIndex::load(index::vectors_path(data_dir, gen), manifest->hash);
+      auto exact = index::VectorIndex::load(index::vectors_path(data_dir, gen), manifest->hash);  // as flat: no copy
       index::Catalog catalog(index::catalog_path(data_dir), index::Catalog::Mode::kRead);
       std::printf("# %s: %s index %s\n", data_dir.c_str(), manifest->kind.c_str(), manifest->params.c_str());
       ZipfWords qwords(99);

@@ -39,7 +39,7 @@ CommandSpec ingest_spec() {
            {"threads", "N", "parser threads (default: one per core)"},
            {"embed-model", "FILE", "embed chunks with this GGUF embedding model (remembered by the data dir)"},
            {"reembed", "", "re-embed every chunk with --embed-model (to switch models); PATH optional"},
-           {"vector-index", "KIND", "vector index: auto (default: flat, HNSW above 100k chunks), flat, hnsw, ivf"},
+           {"vector-index", "KIND", "vector index: auto (default: flat, sq4 above 100k chunks, HNSW above 4M), flat, sq4, hnsw, ivf"},
            {"json", "", "print one JSON summary object on stdout"},
            {"quiet", "", "print nothing on success (failures, warnings and errors still go to stderr)"}}};
 }

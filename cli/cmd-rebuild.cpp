@@ -36,7 +36,7 @@ CommandSpec rebuild_spec() {
           {data_option(),
            keep_option(),
            {"keep-vectors", "", "build the vector index from the stored vectors instead of re-embedding"},
-           {"vector-index", "KIND", "vector index: auto (default), flat, hnsw, ivf"},
+           {"vector-index", "KIND", "vector index: auto (default), flat, sq4, hnsw, ivf"},
            {"wait", "", "wait for another writer to finish instead of exiting with 75"},
            {"log", "FILE", "also append log lines to FILE"},
            {"json", "", "print one JSON summary object on stdout"},

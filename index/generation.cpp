@@ -454,7 +454,8 @@ VerifyReport verify(const std::string& data_dir) {
     problem(fmt::format("generation {}: vectors made by {} but the catalog records {}", r.generation,
                         manifest->embedder, identity.value_or("no embedder")));
   try {
-    auto vectors = VectorIndex::load(generation_path(data_dir, r.generation) + "/" + manifest->file, manifest->hash);
+    auto vectors = VectorIndex::load(generation_path(data_dir, r.generation) + "/" + manifest->file, manifest->hash,
+                                     {}, parse_vector_index_kind(manifest->kind));
     r.vectors = vectors->size();
     if (vectors->dim() != manifest->dim || vectors->size() != manifest->vectors)
       problem(fmt::format("generation {}: manifest says {} vectors of dimension {}, the file has {} of {}",

@@ -280,16 +280,23 @@ class KeywordIndex {
 // after a catalog commit) rebuilds the file from the catalog's vectors.
 
 enum class VectorIndexKind {
-  kAuto,  // flat up to VectorIndexParams::flat_max_vectors live vectors, else HNSW
+  kAuto,  // by live vectors: flat up to VectorIndexParams::flat_max_vectors, sq4 up to sq4_max_vectors, else HNSW
   kFlat,  // exact inner product (IndexFlatIP); deletions removed from the index
+  kSq4,   // the float rows of flat plus a 4-bit scalar-quantized copy (in memory only, derived at load): a
+          // query scans the copy and re-scores its best sq4_rescore rows exactly
   kHnsw,  // IndexHNSWFlat (inner product); no removal in FAISS: deletions are tombstones, compacted on rebuild
   kIvf,   // IndexIVFFlat (inner product); deletions removed from the index
 };
-std::string_view vector_index_kind_name(VectorIndexKind kind);  // "auto", "flat", "hnsw", "ivf"
+std::string_view vector_index_kind_name(VectorIndexKind kind);  // "auto", "flat", "sq4", "hnsw", "ivf"
 VectorIndexKind parse_vector_index_kind(std::string_view name);  // kInvalidArgument for anything else
 
 struct VectorIndexParams {
   int64_t flat_max_vectors = 100000;  // kAuto: flat at or below this many live vectors
+  // kAuto: sq4 at or below this many. Its scan reads 192 bytes a row (dimension 384) on every query, about
+  // 8 ms per million rows here; HNSW reads far less per query but builds for hours at millions of rows on
+  // two cores and loses recall on data without clear clusters.
+  int64_t sq4_max_vectors = 4000000;
+  int sq4_rescore = 200;              // sq4: rows re-scored exactly (at least 4 × k)
   int hnsw_m = 32;                    // graph degree
   int hnsw_ef_construction = 80;
   int hnsw_ef_search = 64;            // raised for filtered queries in proportion to what the filter drops
@@ -329,12 +336,16 @@ class VectorIndex {
   static std::unique_ptr<VectorIndex> build(int dim, VectorIndexKind kind, const VectorIndexParams& params,
                                             std::span<const int64_t> chunk_ids, std::span<const float> rows);
   // Reads a file written by save(); its bytes must hash to `expected_hash` (Hash128::hex()), else kCorrupt.
+  // `kind` is the one its manifest names (kAuto: whatever the file holds, a flat file as kFlat): sq4 and
+  // flat write the same file.
   static std::unique_ptr<VectorIndex> load(const std::string& path, const std::string& expected_hash,
-                                           const VectorIndexParams& params = {});
+                                           const VectorIndexParams& params = {},
+                                           VectorIndexKind kind = VectorIndexKind::kAuto);
   // The same from a file opened earlier (read from its start; `path` names it in errors): a reader that
   // opened it with its generation still loads it after a writer has removed that generation.
   static std::unique_ptr<VectorIndex> load(std::FILE* file, const std::string& path, const std::string& expected_hash,
-                                           const VectorIndexParams& params = {});
+                                           const VectorIndexParams& params = {},
+                                           VectorIndexKind kind = VectorIndexKind::kAuto);
   // Writes the index (temp + fsync + rename); returns the file's Hash128::hex().
   std::string save(const std::string& path) const;
 

@@ -291,7 +291,7 @@ IngestSummary ingest(const std::string& data_dir, const IngestOptions& options) 
       } else {
         try {
           vectors = VectorIndex::load(generation_path(data_dir, live) + "/" + manifest->file, manifest->hash,
-                                      options.vector_params);
+                                      options.vector_params, parse_vector_index_kind(manifest->kind));
         } catch (const Error& e) {
           spdlog::warn("ingest: {}; rebuilding the vector index from the catalog", e.what());
         }

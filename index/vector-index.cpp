@@ -9,7 +9,7 @@
 //     sorted id list -> row bitmap is a merge.
 //  2. A row is live or dead. flat: a removal is physical (IndexFlat::remove_ids shifts later rows, and id_map
 //     with them), so no row is ever dead. ivf: remove_ids drops the row's code from its list (labels = rows
-//     do not shift); the row stays dead in id_map. hnsw: FAISS cannot remove; the row stays in the graph and
+//     do not shift); the row stays dead in id_map. sq4: as flat, and its quantized copy is re-derived. hnsw: FAISS cannot remove; the row stays in the graph and
 //     every search excludes dead rows through a selector. Dead rows go when the index is rebuilt from the
 //     catalog (the ingest job does so above VectorIndexParams::max_dead_fraction).
 //  3. Labels an inner index returns are rows; -1 (fewer than k results) is skipped.
@@ -20,6 +20,16 @@
 // scored exactly (a filtered graph walk mostly visits rejected rows and loses recall); otherwise efSearch
 // grows with the share filtered out. ivf: the list scan tests the selector before scoring, so filtering is
 // cheap; nprobe grows as the share shrinks, up to every list (exact) for small or sparsely admitted sets.
+// sq4: exact when few rows are admitted or the index is small; otherwise the scan of the 4-bit copy skips
+// groups of 16 rows without an admitted one and tests the bitmap for the rest, so a filter only saves work.
+//
+// sq4's copy quantizes each dimension over the range the rows span (min to max in 15 steps, fixed when the
+// copy is derived; rows added later are clipped to it until the next load or removal re-derives it). For a
+// query q, Σ q_i x_i ≈ Σ q_i min_i + Σ (q_i step_i) code_i, and the first sum is the same for every row, so
+// rows rank by Σ w_i code_i with w_i = q_i step_i rounded to int8: exact integer sums (nn::scan_u4).
+// Quantization moves a score by about |q| · step / √12 ≈ 0.01 on unit vectors of dimension 384, while the
+// exact re-scoring of the best sq4_rescore rows restores the order among them; in bench/retrieval the true
+// top 10 all fell within the scan's best 50 at 1M rows.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
@@ -34,6 +44,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -128,6 +139,7 @@ std::string_view vector_index_kind_name(VectorIndexKind kind) {
   switch (kind) {
     case VectorIndexKind::kAuto: return "auto";
     case VectorIndexKind::kFlat: return "flat";
+    case VectorIndexKind::kSq4: return "sq4";
     case VectorIndexKind::kHnsw: return "hnsw";
     case VectorIndexKind::kIvf: return "ivf";
   }
@@ -135,10 +147,23 @@ std::string_view vector_index_kind_name(VectorIndexKind kind) {
 }
 
 VectorIndexKind parse_vector_index_kind(std::string_view name) {
-  for (auto kind : {VectorIndexKind::kAuto, VectorIndexKind::kFlat, VectorIndexKind::kHnsw, VectorIndexKind::kIvf})
+  for (auto kind : {VectorIndexKind::kAuto, VectorIndexKind::kFlat, VectorIndexKind::kSq4, VectorIndexKind::kHnsw,
+                    VectorIndexKind::kIvf})
     if (vector_index_kind_name(kind) == name) return kind;
-  fail(Errc::kInvalidArgument, "vector index kind '{}' is not one of auto, flat, hnsw, ivf", name);
+  fail(Errc::kInvalidArgument, "vector index kind '{}' is not one of auto, flat, sq4, hnsw, ivf", name);
 }
+
+namespace {
+
+VectorIndexKind auto_kind(int64_t vectors, const VectorIndexParams& params) {
+  if (vectors <= params.flat_max_vectors) return VectorIndexKind::kFlat;
+  return vectors <= params.sq4_max_vectors ? VectorIndexKind::kSq4 : VectorIndexKind::kHnsw;
+}
+
+constexpr int64_t kGroup = nn::kScanGroupRows;
+constexpr int64_t kScanBlockGroups = 64;  // groups a thread scans into its buffer at a time
+
+}  // namespace
 
 struct VectorIndex::Impl {
   int dim = 0;
@@ -149,12 +174,133 @@ struct VectorIndex::Impl {
   std::vector<uint8_t> live;     // bit per row
   int64_t live_count = 0;
   int ivf_lists = 0;
+  // sq4's quantized copy (see the header comment): per dimension x ≈ sq_min + sq_step * code; codes in
+  // nn::scan_u4's layout, zero past the last row.
+  std::vector<float> sq_min, sq_step;
+  std::vector<uint8_t> sq_codes;
 
   size_t rows() const { return id_map.size(); }
+  const float* flat_rows() const { return static_cast<const faiss::IndexFlat*>(index.get())->get_xb(); }
+  // The copy's dimensions: nn::scan_u4 takes multiples of 8, so the last few pad with code 0 and weight 0.
+  int64_t sq_dim() const { return (dim + 7) / 8 * 8; }
+  size_t group_bytes() const { return 8 * static_cast<size_t>(sq_dim()); }
+
+  // Derives the copy anew: ranges from every row, then codes.
+  void sq_derive() {
+    sq_min.assign(static_cast<size_t>(dim), 0.0f);
+    sq_step.assign(static_cast<size_t>(dim), 0.0f);
+    sq_codes.clear();
+    if (rows() == 0) return;
+    const float* x = flat_rows();
+    std::vector<float> high(x, x + dim);
+    std::copy_n(x, dim, sq_min.begin());
+    for (size_t r = 1; r < rows(); ++r)
+      for (int i = 0; i < dim; ++i) {
+        const float v = x[r * static_cast<size_t>(dim) + static_cast<size_t>(i)];
+        sq_min[static_cast<size_t>(i)] = std::min(sq_min[static_cast<size_t>(i)], v);
+        high[static_cast<size_t>(i)] = std::max(high[static_cast<size_t>(i)], v);
+      }
+    for (int i = 0; i < dim; ++i)
+      sq_step[static_cast<size_t>(i)] = (high[static_cast<size_t>(i)] - sq_min[static_cast<size_t>(i)]) / 15.0f;
+    sq_pack(0);
+  }
+
+  // Quantizes rows [first, rows()) into the copy with its current ranges.
+  void sq_pack(size_t first) {
+    const auto groups = static_cast<int64_t>((rows() + kGroup - 1) / kGroup);
+    sq_codes.resize(static_cast<size_t>(groups) * group_bytes(), 0);
+    const float* x = flat_rows();
+    const auto first_group = static_cast<int64_t>(first / kGroup);
+#pragma omp parallel
+    {
+      std::vector<uint8_t> codes(static_cast<size_t>(sq_dim()), 0);
+#pragma omp for schedule(static)
+      for (int64_t g = first_group; g < groups; ++g) {
+        for (size_t r = std::max(first, static_cast<size_t>(g * kGroup));
+             r < std::min(rows(), static_cast<size_t>((g + 1) * kGroup)); ++r) {
+          for (size_t i = 0; i < static_cast<size_t>(dim); ++i) {
+            const float step = sq_step[i];
+            const float code = step > 0 ? std::nearbyint((x[r * static_cast<size_t>(dim) + i] - sq_min[i]) / step) : 0;
+            codes[i] = static_cast<uint8_t>(std::clamp(code, 0.0f, 15.0f));
+          }
+          nn::pack_u4_row(codes.data(), sq_dim(), static_cast<int64_t>(r % kGroup),
+                          sq_codes.data() + static_cast<size_t>(g) * group_bytes());
+        }
+      }
+    }
+  }
+
+  // The copy's best rows for `query` (among `admitted`, a row bitmap, when given), re-scored exactly.
+  std::vector<ScoredChunk> sq_search(const float* query, int k, const VectorFilter* filter) const {
+    std::vector<int8_t> weights(static_cast<size_t>(sq_dim()), 0);
+    float largest = 0;
+    for (size_t i = 0; i < sq_step.size(); ++i) largest = std::max(largest, std::abs(query[i] * sq_step[i]));
+    if (largest == 0) return exact(query, k, filter ? &filter->rows : nullptr);  // every row scores alike
+    for (size_t i = 0; i < sq_step.size(); ++i)
+      weights[i] = static_cast<int8_t>(std::lrint(query[i] * sq_step[i] * 127.0f / largest));
+    const std::vector<uint8_t>* admitted = filter ? &filter->bitmap : nullptr;
+    const auto want = static_cast<size_t>(std::max(params.sq4_rescore, 4 * k));
+    const auto groups = static_cast<int64_t>((rows() + kGroup - 1) / kGroup);
+    // A group's 16 bits of the bitmap (2 bytes; the last group may have 1).
+    auto group_admitted = [&](int64_t g) {
+      const auto byte = static_cast<size_t>(2 * g);
+      return (*admitted)[byte] != 0 || (byte + 1 < admitted->size() && (*admitted)[byte + 1] != 0);
+    };
+    using Candidate = std::pair<int32_t, int64_t>;  // (sum, row)
+    std::vector<Candidate> candidates;
+#pragma omp parallel
+    {
+      // The thread's best `want` as a min-heap on the sum: most rows fail the first comparison.
+      std::vector<Candidate> best;
+      best.reserve(want + 1);
+      auto offer = [&](int32_t sum, int64_t row) {
+        if (best.size() < want) {
+          best.emplace_back(sum, row);
+          std::push_heap(best.begin(), best.end(), std::greater<>());
+        } else if (sum > best.front().first) {
+          std::pop_heap(best.begin(), best.end(), std::greater<>());
+          best.back() = {sum, row};
+          std::push_heap(best.begin(), best.end(), std::greater<>());
+        }
+      };
+      std::vector<int32_t> sums(static_cast<size_t>(kScanBlockGroups * kGroup));
+#pragma omp for schedule(static)
+      for (int64_t g0 = 0; g0 < groups; g0 += kScanBlockGroups) {
+        const int64_t g1 = std::min(groups, g0 + kScanBlockGroups);
+        for (int64_t g = g0; g < g1;) {
+          if (admitted && !group_admitted(g)) {
+            ++g;
+            continue;
+          }
+          int64_t end = g + 1;  // a run of groups to scan in one call
+          while (end < g1 && (!admitted || group_admitted(end))) ++end;
+          int32_t* out = sums.data() + (g - g0) * kGroup;
+          nn::scan_u4(sq_codes.data() + static_cast<size_t>(g) * group_bytes(), end - g, weights.data(), sq_dim(), out);
+          const int64_t last = std::min(static_cast<int64_t>(rows()), end * kGroup);
+          for (int64_t r = g * kGroup; r < last; ++r)
+            if (!admitted || bit(*admitted, static_cast<size_t>(r))) offer(out[r - g * kGroup], r);
+          g = end;
+        }
+      }
+#pragma omp critical
+      candidates.insert(candidates.end(), best.begin(), best.end());
+    }
+    if (candidates.size() > want) {
+      std::nth_element(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(want), candidates.end(),
+                       std::greater<>());
+      candidates.resize(want);
+    }
+    TopK top(static_cast<size_t>(k));
+    for (const auto& c : candidates)
+      top.push(nn::dot_f32(query, flat_rows() + static_cast<size_t>(c.second) * static_cast<size_t>(dim), dim),
+               id_map[static_cast<size_t>(c.second)]);
+    return top.take();
+  }
 
   void create(int64_t n_hint) {
     switch (kind) {
-      case VectorIndexKind::kFlat: index = std::make_unique<faiss::IndexFlatIP>(dim); break;
+      case VectorIndexKind::kFlat:
+      case VectorIndexKind::kSq4: index = std::make_unique<faiss::IndexFlatIP>(dim); break;
       case VectorIndexKind::kHnsw: {
         auto hnsw = std::make_unique<faiss::IndexHNSWFlat>(dim, params.hnsw_m, faiss::METRIC_INNER_PRODUCT);
         delete hnsw->storage;  // empty; owned (own_fields)
@@ -185,7 +331,8 @@ struct VectorIndex::Impl {
   const float* vector_of(size_t row, float* buffer) const {
     switch (kind) {
       case VectorIndexKind::kFlat:
-        return static_cast<const faiss::IndexFlat*>(index.get())->get_xb() + row * dim;
+      case VectorIndexKind::kSq4:
+        return flat_rows() + row * dim;
       case VectorIndexKind::kHnsw:
         return static_cast<const faiss::IndexFlat*>(static_cast<const faiss::IndexHNSW*>(index.get())->storage)
                    ->get_xb() + row * dim;
@@ -226,9 +373,7 @@ VectorIndex::~VectorIndex() = default;
 
 std::unique_ptr<VectorIndex> VectorIndex::build(int dim, VectorIndexKind kind, const VectorIndexParams& params,
                                                 std::span<const int64_t> chunk_ids, std::span<const float> rows) {
-  if (kind == VectorIndexKind::kAuto)
-    kind = static_cast<int64_t>(chunk_ids.size()) > params.flat_max_vectors ? VectorIndexKind::kHnsw
-                                                                            : VectorIndexKind::kFlat;
+  if (kind == VectorIndexKind::kAuto) kind = auto_kind(static_cast<int64_t>(chunk_ids.size()), params);
   auto impl = std::make_unique<Impl>();
   impl->dim = dim;
   impl->kind = kind;
@@ -289,6 +434,10 @@ void VectorIndex::add(std::span<const int64_t> chunk_ids, std::span<const float>
   m.live.resize((m.rows() + 7) / 8, 0);
   for (size_t r = first; r < m.rows(); ++r) set_bit(m.live, r);
   m.live_count += n;
+  if (m.kind == VectorIndexKind::kSq4) {
+    if (first == 0) m.sq_derive();
+    else m.sq_pack(first);
+  }
 }
 
 std::optional<int64_t> VectorIndex::row_of(int64_t chunk_id) const {
@@ -319,7 +468,7 @@ void VectorIndex::remove(std::span<const int64_t> chunk_ids) {
   std::sort(rows.begin(), rows.end());
   rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
   try {
-    if (m.kind == VectorIndexKind::kFlat) {
+    if (m.kind == VectorIndexKind::kFlat || m.kind == VectorIndexKind::kSq4) {
       faiss::IDSelectorBatch sel(rows.size(), rows.data());
       m.index->remove_ids(sel);
       // Physical: later rows shift down, and id_map with them.
@@ -338,6 +487,7 @@ void VectorIndex::remove(std::span<const int64_t> chunk_ids) {
       for (size_t r = 0; r < m.rows(); ++r) set_bit(m.live, r);
       m.live_count = static_cast<int64_t>(m.rows());
       RAG_ASSERT(m.index->ntotal == m.live_count);
+      if (m.kind == VectorIndexKind::kSq4) m.sq_derive();  // the rows moved
       return;
     }
     if (m.kind == VectorIndexKind::kIvf) {
@@ -372,6 +522,8 @@ std::string VectorIndex::describe() const {
     const auto* ivf = static_cast<const faiss::IndexIVF*>(m.index.get());
     j["lists"] = ivf->nlist;
     j["probe"] = m.params.ivf_probe;
+  } else if (m.kind == VectorIndexKind::kSq4) {
+    j["rescore"] = m.params.sq4_rescore;
   }
   j["exact_fraction"] = m.params.exact_fraction;
   j["exact_max_rows"] = m.params.exact_max_rows;
@@ -380,8 +532,7 @@ std::string VectorIndex::describe() const {
 
 bool VectorIndex::needs_rebuild(VectorIndexKind wanted) const {
   const auto& m = *impl_;
-  if (wanted == VectorIndexKind::kAuto)
-    wanted = m.live_count > m.params.flat_max_vectors ? VectorIndexKind::kHnsw : VectorIndexKind::kFlat;
+  if (wanted == VectorIndexKind::kAuto) wanted = auto_kind(m.live_count, m.params);
   if (wanted != m.kind) return true;
   // Dead HNSW rows still cost every search a detour; dead IVF rows are gone from the lists (only their id_map
   // slot remains), so they wait for another reason to rebuild.
@@ -429,9 +580,10 @@ std::vector<ScoredChunk> VectorIndex::search(std::span<const float> query, int k
   // flat: our own scan (FAISS scores one query with a generic dot product; nn::dot_f32 uses AVX2/AVX-512).
   // hnsw: exact over the admitted rows when few are admitted or the index is small: cheaper than a walk
   // and exact, where a filtered walk loses recall.
-  if (m.kind == VectorIndexKind::kFlat ||
+  if (m.kind == VectorIndexKind::kFlat || (m.kind == VectorIndexKind::kSq4 && small) ||
       (m.kind == VectorIndexKind::kHnsw && (small || (filter && share <= m.params.exact_fraction))))
     return m.exact(query.data(), k, subset);
+  if (m.kind == VectorIndexKind::kSq4) return m.sq_search(query.data(), k, filter);
 
   // The selector: the filter's bitmap (which holds live rows only), else the live bitmap when rows are dead.
   std::optional<faiss::IDSelectorBitmap> sel;
@@ -510,17 +662,18 @@ std::string VectorIndex::save(const std::string& path) const {
 }
 
 std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path, const std::string& expected_hash,
-                                               const VectorIndexParams& params) {
+                                               const VectorIndexParams& params, VectorIndexKind kind) {
   // One open file for the hash and the read, so a writer renaming a new file in between cannot slip bytes
   // past the check. FAISS trusts what it reads: only a file whose hash the manifest vouches for reaches it.
   FILE* file = std::fopen(path.c_str(), "rb");
   if (!file) fail(errno == ENOENT ? Errc::kNotFound : Errc::kIo, "{}: cannot open: {}", path, std::strerror(errno));
   std::unique_ptr<FILE, int (*)(FILE*)> closer(file, std::fclose);
-  return load(file, path, expected_hash, params);
+  return load(file, path, expected_hash, params, kind);
 }
 
 std::unique_ptr<VectorIndex> VectorIndex::load(std::FILE* file, const std::string& path,
-                                               const std::string& expected_hash, const VectorIndexParams& params) {
+                                               const std::string& expected_hash, const VectorIndexParams& params,
+                                               VectorIndexKind kind) {
   if (std::fseek(file, 0, SEEK_SET) != 0) fail(Errc::kIo, "{}: cannot seek: {}", path, std::strerror(errno));
   {
     faiss::VectorIOReader reader;
@@ -564,10 +717,13 @@ std::unique_ptr<VectorIndex> VectorIndex::load(std::FILE* file, const std::strin
       impl->ivf_lists = static_cast<int>(ivf->nlist);
       ivf->set_direct_map_type(faiss::DirectMap::Hashtable);
     } else if (dynamic_cast<faiss::IndexFlatIP*>(impl->index.get())) {
-      impl->kind = VectorIndexKind::kFlat;
+      impl->kind = kind == VectorIndexKind::kSq4 ? VectorIndexKind::kSq4 : VectorIndexKind::kFlat;
     } else {
       fail(Errc::kCorrupt, "{}: unexpected FAISS index type; run rag ingest to rebuild it", path);
     }
+    if (kind != VectorIndexKind::kAuto && kind != impl->kind)
+      fail(Errc::kCorrupt, "{}: the manifest names a {} index but the file holds a {} index; run rag ingest to rebuild it",
+           path, vector_index_kind_name(kind), vector_index_kind_name(impl->kind));
     if (impl->index->metric_type != faiss::METRIC_INNER_PRODUCT || impl->index->d != impl->dim)
       fail(Errc::kCorrupt, "{}: index metric or dimension is not what rag writes; run rag ingest to rebuild it", path);
     // Dead rows are -1 on disk; in memory they take the previous row's id so id_map stays ascending.
@@ -587,9 +743,11 @@ std::unique_ptr<VectorIndex> VectorIndex::load(std::FILE* file, const std::strin
     }
     bool consistent = impl->kind == VectorIndexKind::kHnsw ? impl->index->ntotal == static_cast<idx_t>(ids.size())
                                                             : impl->index->ntotal == impl->live_count;
-    if (!consistent || (impl->kind == VectorIndexKind::kFlat && impl->live_count != static_cast<int64_t>(ids.size())))
+    const bool physical = impl->kind == VectorIndexKind::kFlat || impl->kind == VectorIndexKind::kSq4;
+    if (!consistent || (physical && impl->live_count != static_cast<int64_t>(ids.size())))
       fail(Errc::kCorrupt, "{}: {} rows in the index but {} in its id map; run rag ingest to rebuild it", path,
            impl->index->ntotal, ids.size());
+    if (impl->kind == VectorIndexKind::kSq4) impl->sq_derive();
     return std::unique_ptr<VectorIndex>(new VectorIndex(std::move(impl)));
   }
 }

@@ -82,7 +82,8 @@ std::vector<int64_t> brute_force(const std::vector<int64_t>& ids, const std::vec
 }
 
 TEST(VectorIndex, KindNamesRoundTripAndJunkIsRefused) {
-  for (auto kind : {VectorIndexKind::kAuto, VectorIndexKind::kFlat, VectorIndexKind::kHnsw, VectorIndexKind::kIvf})
+  for (auto kind : {VectorIndexKind::kAuto, VectorIndexKind::kFlat, VectorIndexKind::kSq4, VectorIndexKind::kHnsw,
+                    VectorIndexKind::kIvf})
     EXPECT_EQ(parse_vector_index_kind(vector_index_kind_name(kind)), kind);
   try {
     parse_vector_index_kind("annoy");
@@ -122,9 +123,10 @@ TEST(VectorIndex, EveryKindFindsAVectorItselfAndRemovedChunksNeverReturn) {
   const size_t n = 800;
   auto rows = clustered(n, 5);
   auto ids = ids_from(n, 10, 2);
-  for (auto kind : {VectorIndexKind::kFlat, VectorIndexKind::kHnsw, VectorIndexKind::kIvf}) {
+  for (auto kind : {VectorIndexKind::kFlat, VectorIndexKind::kSq4, VectorIndexKind::kHnsw, VectorIndexKind::kIvf}) {
     SCOPED_TRACE(std::string(vector_index_kind_name(kind)));
-    VectorIndexParams walk;  // through FAISS (selectors over tombstones), not the exact path for small indexes
+    // Through FAISS (selectors over tombstones) or the quantized scan, not the exact path for small indexes.
+    VectorIndexParams walk;
     walk.exact_fraction = 0;
     walk.exact_max_rows = 0;
     auto index = VectorIndex::build(kDim, kind, walk, ids, rows);
@@ -153,7 +155,7 @@ TEST(VectorIndex, EveryKindFindsAVectorItselfAndRemovedChunksNeverReturn) {
     std::string path = dir / "vectors.faiss";
     std::string hash = index->save(path);
     EXPECT_EQ(hash, hash_file(path).hex());
-    auto loaded = VectorIndex::load(path, hash, walk);
+    auto loaded = VectorIndex::load(path, hash, walk, kind);
     EXPECT_EQ(loaded->kind(), kind);
     EXPECT_EQ(loaded->size(), index->size());
     EXPECT_EQ(loaded->rows(), index->rows());
@@ -181,7 +183,7 @@ TEST(VectorIndex, ApproximateKindsKeepRecallUnderFiltersAndReturnOnlyAdmittedRow
   auto rows = clustered(n, 7, 60);
   auto ids = ids_from(n, 1, 1);
   auto queries = clustered(20, 8, 60);
-  for (auto kind : {VectorIndexKind::kHnsw, VectorIndexKind::kIvf}) {
+  for (auto kind : {VectorIndexKind::kSq4, VectorIndexKind::kHnsw, VectorIndexKind::kIvf}) {
     for (bool walk : {true, false}) {
       VectorIndexParams params;
       VectorIndexParams build_params = params;
@@ -206,6 +208,56 @@ TEST(VectorIndex, ApproximateKindsKeepRecallUnderFiltersAndReturnOnlyAdmittedRow
         EXPECT_GE(total / 20, 0.9);
       }
     }
+  }
+}
+
+// kAuto by size, and sq4's quantized scan where the dimension is not a multiple of the 8 its kernel takes.
+TEST(VectorIndex, AutoPicksSq4BetweenTheThresholdsAndSq4ServesAnyDimension) {
+  VectorIndexParams params;
+  params.flat_max_vectors = 100;
+  params.sq4_max_vectors = 300;
+  params.exact_max_rows = 0;
+  const int dim = 13;
+  std::mt19937 rng(21);
+  std::normal_distribution<float> normal;
+  for (auto [n, expected] : {std::pair<size_t, VectorIndexKind>{100, VectorIndexKind::kFlat},
+                             {200, VectorIndexKind::kSq4}, {301, VectorIndexKind::kHnsw}}) {
+    std::vector<float> rows(n * dim);
+    for (size_t r = 0; r < n; ++r) {
+      double norm = 0;
+      for (int i = 0; i < dim; ++i) rows[r * dim + i] = normal(rng), norm += double(rows[r * dim + i]) * rows[r * dim + i];
+      for (int i = 0; i < dim; ++i) rows[r * dim + i] = static_cast<float>(rows[r * dim + i] / std::sqrt(norm));
+    }
+    auto index = VectorIndex::build(dim, VectorIndexKind::kAuto, params, ids_from(n), rows);
+    ASSERT_EQ(index->kind(), expected) << n;
+    EXPECT_FALSE(index->needs_rebuild(VectorIndexKind::kAuto));
+    if (expected != VectorIndexKind::kSq4) continue;
+    // Each row finds itself first, through the scan (exact_max_rows = 0), and scores exactly.
+    for (size_t r = 0; r < n; r += 7) {
+      auto hits = index->search(std::span<const float>(rows.data() + r * dim, dim), 3);
+      ASSERT_EQ(hits.size(), 3u);
+      EXPECT_EQ(hits[0].chunk_id, ids_from(n)[r]);
+      EXPECT_NEAR(hits[0].score, 1.0, 1e-5);
+    }
+  }
+}
+
+// sq4 and flat write the same file: the manifest's kind decides, and a kind the file cannot be is refused.
+TEST(VectorIndex, LoadTakesTheManifestsKindAndRefusesAMismatch) {
+  test::TempDir dir;
+  auto rows = clustered(300, 22);
+  auto flat = VectorIndex::build(kDim, VectorIndexKind::kFlat, {}, ids_from(300), rows);
+  std::string path = dir / "vectors.faiss";
+  std::string hash = flat->save(path);
+  EXPECT_EQ(VectorIndex::load(path, hash)->kind(), VectorIndexKind::kFlat);
+  EXPECT_EQ(VectorIndex::load(path, hash, {}, VectorIndexKind::kSq4)->kind(), VectorIndexKind::kSq4);
+  try {
+    VectorIndex::load(path, hash, {}, VectorIndexKind::kHnsw);
+    ADD_FAILURE() << "loaded a flat file as hnsw";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kCorrupt);
+    EXPECT_NE(std::string(e.what()).find("names a hnsw index but the file holds a flat index"), std::string::npos)
+        << e.what();
   }
 }
 
