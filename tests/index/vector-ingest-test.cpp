@@ -125,7 +125,7 @@ TEST(VectorIngest, EmbedsChunksIntoTheCatalogAndAFaissFileAndFindsAChunkByItsOwn
 }
 
 TEST(VectorIngest, AChangedFilesOldVectorsAreGoneInEveryIndexKind) {
-  for (auto kind : {VectorIndexKind::kFlat, VectorIndexKind::kHnsw, VectorIndexKind::kIvf}) {
+  for (auto kind : {VectorIndexKind::kFlat, VectorIndexKind::kSq4, VectorIndexKind::kHnsw, VectorIndexKind::kIvf}) {
     SCOPED_TRACE(std::string(vector_index_kind_name(kind)));
     test::TempDir dir;
     write_docs(dir);
