@@ -1,5 +1,7 @@
 #include "generate/block-pool.h"
 
+#include <cstring>
+
 #include "common/live-count.h"
 
 namespace rag::generate {
@@ -48,6 +50,19 @@ void BlockPool::release(int32_t block) {
     free_.push_back(block);
     held_blocks().add(-1);
   }
+}
+
+void BlockPool::copy_positions(int32_t from, int32_t to, int64_t positions) {
+  RAG_ASSERT(from != to && ref_count(from) > 0 && ref_count(to) == 1);
+  RAG_ASSERT(positions >= 0 && positions <= kKvBlockTokens);
+  // kv-cache.h's layout: every layer's K rows, then its V rows, kKvBlockTokens slots each, so the slots to
+  // copy are one run at the start of each of the 2 × layer_count runs.
+  const int64_t run_floats = kKvBlockTokens * layout_.kv_dim;
+  const auto bytes = static_cast<size_t>(positions * layout_.kv_dim) * sizeof(float);
+  const float* source = data(from);
+  float* target = data(to);
+  for (int64_t run = 0; run < 2 * layout_.layer_count; ++run)
+    std::memcpy(target + run * run_floats, source + run * run_floats, bytes);
 }
 
 }  // namespace rag::generate

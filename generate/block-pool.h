@@ -46,6 +46,10 @@ class BlockPool {
   void retain(int32_t block);
   // Drops one reference; the block is free again when none is left.
   void release(int32_t block);
+  // Copies the K/V of slots [0, positions) of every layer from block `from` into block `to`, which the
+  // caller owns alone (ref 1): how a sequence reuses the leading positions of a cached block it cannot
+  // share whole (prefix-cache.h, "Partial blocks").
+  void copy_positions(int32_t from, int32_t to, int64_t positions);
   int32_t ref_count(int32_t block) const { return refs_[index(block)]; }
   float* data(int32_t block) const { return storage_.get() + static_cast<int64_t>(index(block)) * layout_.block_floats(); }
 

@@ -90,6 +90,46 @@ std::vector<int32_t> PrefixCache::match(std::span<const int32_t> tokens, const C
   return blocks;
 }
 
+PrefixCache::Partial PrefixCache::match_partial(std::span<const int32_t> tokens, const CacheDomain& domain,
+                                                std::span<const int32_t> whole, int64_t max_tokens) {
+  const auto index = static_cast<int64_t>(whole.size());
+  const int64_t begin = index * kKvBlockTokens;
+  const int64_t limit =
+      std::min({max_tokens, kKvBlockTokens - 1, static_cast<int64_t>(tokens.size()) - begin});
+  if (limit <= 0) return {};
+  Node* parent = whole.empty() ? &root_ : node_of_[static_cast<size_t>(whole.back())];
+  RAG_ASSERT(parent);  // `whole` came from match() and is still retained: its nodes cannot have gone
+  const auto next = tokens.subspan(static_cast<size_t>(begin), static_cast<size_t>(limit));
+  // The same domain as key_of() gives this block index: a salted edge serves only its salt, even for
+  // positions that would lie inside this request's public prefix.
+  const bool is_public = (index + 1) * kKvBlockTokens <= domain.public_tokens;
+  // Keys order by tokens first, so the candidates (first token agrees) are one run starting at the
+  // smallest key with that first token. The key holds an empty salt: building it does not allocate.
+  Key from;
+  from.tokens.fill(INT32_MIN);
+  from.tokens[0] = next[0];
+  Node* best = nullptr;
+  int64_t best_tokens = 0;
+  for (auto it = parent->children.lower_bound(from); it != parent->children.end() && it->first.tokens[0] == next[0];
+       ++it) {
+    const Key& key = it->first;
+    if (key.is_public != is_public || (!is_public && key.salt != domain.salt)) continue;
+    const auto agree = std::mismatch(next.begin(), next.end(), key.tokens.begin()).first - next.begin();
+    if (agree > best_tokens) {
+      best = it->second.get();
+      best_tokens = agree;
+      if (best_tokens == limit) break;
+    }
+  }
+  if (!best) return {};
+  // Used now, and so is its path: a parent is never older than its children.
+  const uint64_t now = ++tick_;
+  for (Node* node = best; node != &root_; node = node->parent) node->last_used = now;
+  retain(best);
+  update(best);
+  return {best->block, best_tokens};
+}
+
 void PrefixCache::insert(std::span<const int32_t> tokens, const CacheDomain& domain, std::span<const int32_t> blocks) {
   RAG_ASSERT(static_cast<int64_t>(blocks.size()) * kKvBlockTokens <= static_cast<int64_t>(tokens.size()));
   const uint64_t now = ++tick_;

@@ -9,6 +9,12 @@
 // keyed as public and shared by everyone; any later block is keyed with the request's salt and reached only
 // by requests with the same salt. A public edge and a salted edge with the same tokens are different edges.
 //
+// Partial blocks: a request whose prompt leaves the tree inside a block may still reuse the leading
+// positions that agree with a cached block there (match_partial): K/V of a position depend only on the
+// tokens up to it, so those positions are exact, and the caller copies them into a block of its own. The
+// block copied from is found as a whole block would be, among the edges of the request's trust domain for
+// that block index; a partial agreement never widens what a request may read.
+//
 // Eviction: a node may go when no sequence holds its block (reference count 1, the cache's own) and it has
 // no children (evicting an inner node would strand its subtree); among those the least recently used goes
 // first. "Used" is a tick stamped on every node of a path a match or an insert walks, so a parent is never
@@ -50,6 +56,17 @@ class PrefixCache {
   // The blocks of the longest cached prefix of `tokens` in `domain`, whole blocks only and at most
   // `max_blocks`, in position order. Each is retained for the caller, who gives it back with release().
   std::vector<int32_t> match(std::span<const int32_t> tokens, const CacheDomain& domain, int64_t max_blocks);
+  // After `whole` = match(tokens, domain, ...): the cached block at the next block index whose leading
+  // positions agree with the tokens that follow the match for the most positions, at most `max_tokens` and
+  // fewer than a block (a whole block is match()'s). Only edges of the request's domain for that index are
+  // candidates, as in match(). The block is retained for the caller, who copies `tokens` leading positions
+  // (BlockPool::copy_positions) and gives it back with release(); {-1, 0} when no cached block agrees.
+  struct Partial {
+    int32_t block = -1;
+    int64_t tokens = 0;  // leading positions of `block` that hold the K/V of the request's next tokens
+  };
+  Partial match_partial(std::span<const int32_t> tokens, const CacheDomain& domain, std::span<const int32_t> whole,
+                        int64_t max_tokens);
   // Enters blocks[i] as the K/V of tokens [i × 16, (i + 1) × 16) for every i (tokens holds at least that
   // many). Where the tree already has an edge for a block its own block stays; a new node retains blocks[i].
   void insert(std::span<const int32_t> tokens, const CacheDomain& domain, std::span<const int32_t> blocks);

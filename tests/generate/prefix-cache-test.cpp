@@ -90,6 +90,102 @@ TEST(PrefixCache, SaltsNeverSharePrivateBlocksButShareThePublicPrefix) {
   for (int i = 1; i < 4; ++i) EXPECT_NE(bob_blocks[static_cast<size_t>(i)], blocks[static_cast<size_t>(i)]);
 }
 
+// Where a prompt leaves the tree inside a block: the cached block there that agrees with it longest.
+TEST(PrefixCache, PartialMatchFindsTheBlockAgreeingLongestAfterTheWholeBlocks) {
+  BlockPool pool(kLayout, 16);
+  PrefixCache cache(pool);
+  const CacheDomain domain{"s", 0};
+  const auto tokens = iota_tokens(48);
+  const auto blocks = fill(pool, cache, tokens, domain, 3);
+  auto near = tokens;  // a sibling of block 1 agreeing on its first 3 positions only
+  near[19] = 999;
+  const auto near_blocks = fill(pool, cache, near, domain, 2);  // near_blocks[0] stays out: blocks[0] is that edge
+  release_all(cache, blocks);
+  release_all(cache, near_blocks);
+
+  struct Case {
+    const char* name;
+    int64_t agree;       // leading tokens of block 1 the query shares with `tokens`
+    int64_t max_tokens;
+    int64_t expected;    // positions reported
+    bool from_near;      // copied from near's block (it agrees as long) or tokens'
+  };
+  const Case cases[] = {
+      {"agrees for 9", 9, 100, 9, false},
+      {"capped by max_tokens", 9, 5, 5, false},
+      {"agrees for 3: either sibling", 3, 100, 3, false},
+      {"agrees on the whole block: one short of it", 16, 100, 15, false},
+      {"agrees for 0", 0, 100, 0, false},
+      {"max_tokens 0", 9, 0, 0, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto query = tokens;
+    for (int64_t i = 16 + c.agree; i < 48; ++i) query[static_cast<size_t>(i)] = 500 + static_cast<int32_t>(i);
+    const auto whole = cache.match(query, domain, 1);  // as the engine caps it: block 1 is for the partial
+    ASSERT_EQ(whole, std::vector<int32_t>{blocks[0]});
+    const auto partial = cache.match_partial(query, domain, whole, c.max_tokens);
+    EXPECT_EQ(partial.tokens, c.expected);
+    if (c.expected == 0) {
+      EXPECT_EQ(partial.block, -1);
+    } else if (c.agree > 3) {
+      EXPECT_EQ(partial.block, blocks[1]);
+    } else {
+      EXPECT_TRUE(partial.block == blocks[1] || partial.block == near_blocks[1]);
+    }
+    if (partial.block >= 0) {
+      EXPECT_EQ(pool.ref_count(partial.block), 2);  // the cache's and the caller's
+      cache.release(partial.block);
+    }
+    release_all(cache, whole);
+  }
+  // From the root: no whole block matches, the first one agrees for 7 positions.
+  auto query = tokens;
+  query[7] = 999;
+  EXPECT_TRUE(cache.match(query, domain, 10).empty());
+  const auto partial = cache.match_partial(query, domain, {}, 100);
+  EXPECT_EQ(partial.block, blocks[0]);
+  EXPECT_EQ(partial.tokens, 7);
+  cache.release(partial.block);
+  EXPECT_EQ(cache.idle_blocks(), 4);  // every reference given back
+}
+
+// The trust rule of whole blocks holds for the positions copied out of a block: another salt never copies
+// from a salted block, even positions that lie inside its own public prefix.
+TEST(PrefixCache, PartialMatchStaysInTheRequestsDomain) {
+  BlockPool pool(kLayout, 16);
+  PrefixCache cache(pool);
+  const auto tokens = iota_tokens(64);
+  // Block 0 is public for both; block 1 ([16, 32)) straddles the 20-token public prefix: salted.
+  const CacheDomain alice{"alice", 20}, bob{"bob", 20};
+  release_all(cache, fill(pool, cache, tokens, alice, 3));
+  auto query = tokens;
+  query[18] = 999;  // agrees with block 1 for 2 positions, both inside the public prefix
+
+  const auto bob_whole = cache.match(query, bob, 10);
+  ASSERT_EQ(bob_whole.size(), 1u);
+  EXPECT_EQ(cache.match_partial(query, bob, bob_whole, 100).block, -1);
+  EXPECT_EQ(cache.match_partial(query, CacheDomain{"bob", 64}, bob_whole, 100).block, -1);
+  release_all(cache, bob_whole);
+
+  const auto alice_whole = cache.match(query, alice, 10);
+  const auto partial = cache.match_partial(query, alice, alice_whole, 100);
+  EXPECT_GE(partial.block, 0);
+  EXPECT_EQ(partial.tokens, 2);
+  cache.release(partial.block);
+  release_all(cache, alice_whole);
+
+  // A public block is copied from by every salt; with no public prefix, not even the first block.
+  auto early = tokens;
+  early[5] = 999;
+  const auto public_partial = cache.match_partial(early, bob, {}, 100);
+  EXPECT_GE(public_partial.block, 0);
+  EXPECT_EQ(public_partial.tokens, 5);
+  cache.release(public_partial.block);
+  EXPECT_EQ(cache.match_partial(early, CacheDomain{"bob", 0}, {}, 100).block, -1);
+  EXPECT_EQ(cache.match_partial(early, CacheDomain{"alice", 0}, {}, 100).block, -1);
+}
+
 TEST(PrefixCache, EvictsUnreferencedLeavesLeastRecentlyUsedFirst) {
   BlockPool pool(kLayout, 8);
   PrefixCache cache(pool);
