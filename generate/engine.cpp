@@ -336,6 +336,21 @@ void Engine::Impl::admit() {
       RAG_ASSERT(block >= 0);
       seq.blocks.push_back(block);
     }
+    if (cache) {
+      // The leading positions of the next block that agree with a cached one are copied into the first
+      // fresh block. Looked up only now, so it never stands in the way of admission: the eviction above
+      // may take the very block it would copy from, and a tight pool loses the saving, not a request.
+      // At most up to the last token, whose logits must be computed.
+      const auto whole = static_cast<size_t>(seq.entered_blocks);
+      const auto partial = cache->match_partial(seq.tokens, seq.domain(),
+                                                std::span<const int32_t>(seq.blocks).first(whole),
+                                                length - 1 - seq.kv.length);
+      if (partial.block >= 0) {
+        pool.copy_positions(partial.block, seq.blocks[whole], partial.tokens);
+        release_block(partial.block);
+        seq.kv.length += partial.tokens;
+      }
+    }
     seq.kv.layout = pool.layout();
     seq.kv.blocks.clear();
     for (int32_t block : seq.blocks) seq.kv.blocks.push_back(pool.data(block));

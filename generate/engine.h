@@ -26,7 +26,9 @@
 // Prefix cache. A radix tree whose edges are FULL blocks of 16 token ids. A path from the root spells the
 // leading tokens of some earlier sequence, and each node holds (a reference to) the block with their K/V.
 // On admission a request walks the tree along its prompt and takes the longest match (at most the prompt
-// minus its last token, which must be run to get logits), then prefills only the rest. Blocks are entered
+// minus its last token, which must be run to get logits); where its prompt then leaves the tree inside a
+// block, the leading positions it shares with a cached block there (same trust domain) are copied into a
+// block of its own (PrefixCache::match_partial). It prefills only the rest. Blocks are entered
 // as soon as a sequence fills them (prompt or generated tokens) and when it ends or is preempted. Keys
 // carry a trust domain: a block lying wholly inside Request::public_prefix_tokens is keyed by its tokens
 // alone and shared by every request; any later block is keyed by its tokens and Request::cache_salt, so it
@@ -123,7 +125,8 @@ using RequestId = uint64_t;
 struct Completion {
   Generation generation;        // tokens, text and stop reason, as generate() returns them
   int64_t prompt_tokens = 0;    // tokens of the request's prompt
-  int64_t cached_tokens = 0;    // of those, served by the prefix cache at first admission
+  int64_t cached_tokens = 0;    // of those, served by the prefix cache at first admission (whole blocks
+                                // and positions copied from a partly matching block)
   int64_t preemptions = 0;      // times the request lost its blocks and was recomputed
   double queue_seconds = 0;     // from submit() to first admission
   double first_token_seconds = 0;  // from submit() to the first token sampled (0 when none was)

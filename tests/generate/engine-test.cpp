@@ -1,6 +1,7 @@
 // The engine against generate(): paged attention over scattered blocks equals the contiguous cache, chunked
-// prefill equals one pass, prefix-cache hits and preemption under memory pressure change no token, many
-// concurrent requests give what each gives alone, and cancellation and limits end only their own request.
+// prefill equals one pass, prefix-cache hits (whole blocks and copied partial blocks) and preemption under
+// memory pressure change no token, many concurrent requests give what each gives alone, and cancellation
+// and limits end only their own request.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -266,6 +267,47 @@ TEST(Engine, PrefixCacheHitGivesTheSameTokensAndPrefillsLess) {
   expect_all_blocks_released(engine);
 }
 
+// A prompt that leaves the cached path inside a block: the positions of that block it shares with a cached
+// one are copied, not recomputed, and the tokens are those of a cold run.
+TEST(Engine, APartialBlockHitCopiesTheAgreeingPositionsAndGivesTheSameTokens) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 40 * block_bytes(*model)});
+  const auto first = random_prompt(60, 40);
+  engine.run(request(first, free_run(8)));  // 67 positions computed: blocks 0-3 cached
+  // Prompts sharing `shared` leading tokens with `first`, then tokens it does not have.
+  auto sharing = [&](size_t shared, size_t length) {
+    std::vector<int32_t> p(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(shared));
+    for (size_t i = shared; i < length; ++i) {
+      const auto token = 100 - static_cast<int32_t>(i % 7);
+      p.push_back(token == first[i] ? 110 : token);
+    }
+    return p;
+  };
+  struct Case {
+    const char* name;
+    std::vector<int32_t> prompt;
+    int64_t cached;  // 16 per whole block, then the copied positions
+  };
+  const Case cases[] = {
+      {"leaves block 2 after 9 positions", sharing(41, 55), 32 + 9},
+      {"leaves block 0 after 5 positions", sharing(5, 30), 5},
+      // All cached but the last token, which must be run for its logits: 2 whole blocks and 15 positions.
+      {"the first 48 tokens, wholly cached", sharing(48, 48), 32 + 15},
+      {"the first prompt again", first, 48 + 11},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const int64_t prefilled_before = engine.stats().tokens_prefilled;
+    const Completion done = engine.run(request(c.prompt, free_run(10)));
+    EXPECT_EQ(done.cached_tokens, c.cached);
+    const auto computed = static_cast<int64_t>(c.prompt.size()) - c.cached;
+    EXPECT_EQ(engine.stats().tokens_prefilled - prefilled_before, computed);
+    EXPECT_EQ(done.generation.tokens, generate(*model, c.prompt, free_run(10)).tokens);
+  }
+  expect_all_blocks_released(engine);
+}
+
 // Requests arriving together with one long public prefix: the first computes it, the others wait for its
 // blocks instead of computing the same K/V side by side.
 TEST(Engine, ABurstSharingAPrefixPrefillsItOnce) {
@@ -330,6 +372,35 @@ TEST(Engine, SaltsDoNotSharePrivateBlocks) {
   EXPECT_EQ(alice_again.cached_tokens, 64);    // everything cached, in alice's domain
   EXPECT_EQ(bob.generation.tokens, alice.generation.tokens);
   EXPECT_EQ(alice_again.generation.tokens, alice.generation.tokens);
+}
+
+// Positions copied out of a block obey the rule of whole blocks: only from a block of the request's domain.
+TEST(Engine, PartialBlocksAreCopiedOnlyWithinTheTrustDomain) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 40 * block_bytes(*model)});
+  const auto prompt = random_prompt(70, 4);
+  auto salted = [&](std::vector<int32_t> tokens, std::string salt, int64_t public_tokens) {
+    Request r = request(std::move(tokens), free_run(4));
+    r.cache_salt = std::move(salt);
+    r.public_prefix_tokens = public_tokens;
+    return r;
+  };
+  engine.run(salted(prompt, "alice", 20));  // block 0 public, blocks 1-3 alice's
+  // Shares 40 tokens with alice's prompt, then differs.
+  std::vector<int32_t> shared(prompt.begin(), prompt.begin() + 40);
+  for (int i = 0; i < 20; ++i) shared.push_back(3 + (prompt[static_cast<size_t>(40 + i)] + 1) % 125);
+  const Completion bob = engine.run(salted(shared, "bob", 20));
+  // Even where alice's block 1 holds only positions inside bob's public prefix, it is hers.
+  const Completion bob_public = engine.run(salted(shared, "bob2", 40));
+  const Completion alice = engine.run(salted(shared, "alice", 20));
+  EXPECT_EQ(bob.cached_tokens, 16);          // the public block; none of alice's block 1
+  EXPECT_EQ(bob_public.cached_tokens, 16);
+  EXPECT_EQ(alice.cached_tokens, 32 + 8);    // her blocks 0-1 and 8 positions of block 2
+  const auto expected = generate(*model, shared, free_run(4)).tokens;
+  EXPECT_EQ(bob.generation.tokens, expected);
+  EXPECT_EQ(bob_public.generation.tokens, expected);
+  EXPECT_EQ(alice.generation.tokens, expected);
 }
 
 TEST(Engine, ConcurrentRequestsEqualSequentialGenerate) {
