@@ -1,7 +1,7 @@
 // Vector search latency and recall: index::VectorIndex over synthetic clustered unit vectors (dimension 384
 // by default), each kind at each size, with ACL-like filters admitting 100%, 10% and 1% of the chunks.
 //
-//   vector-search [--sizes 10000,100000,1000000] [--kinds flat,hnsw,ivf] [--dim 384] [--queries 200]
+//   vector-search [--sizes 10000,100000,1000000] [--kinds flat,sq4,hnsw,ivf] [--dim 384] [--queries 200]
 //                 [--shares 1,0.1,0.01] [--ef N] [--ef-construction N] [--probe N] [--lists N]
 //                 [--exact-fraction F]
 //

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <functional>
 #include <cerrno>
 #include <cmath>
@@ -241,10 +242,15 @@ struct VectorIndex::Impl {
     const std::vector<uint8_t>* admitted = filter ? &filter->bitmap : nullptr;
     const auto want = static_cast<size_t>(std::max(params.sq4_rescore, 4 * k));
     const auto groups = static_cast<int64_t>((rows() + kGroup - 1) / kGroup);
-    // A group's 16 bits of the bitmap (2 bytes; the last group may have 1).
-    auto group_admitted = [&](int64_t g) {
+    // A group's rows to consider, one bit each: its 16 bits of the bitmap (2 bytes; the last group may have
+    // 1), or every row it holds.
+    auto group_mask = [&](int64_t g) -> uint32_t {
+      if (!admitted) {
+        const int64_t held = std::min<int64_t>(kGroup, static_cast<int64_t>(rows()) - g * kGroup);
+        return (1u << held) - 1;
+      }
       const auto byte = static_cast<size_t>(2 * g);
-      return (*admitted)[byte] != 0 || (byte + 1 < admitted->size() && (*admitted)[byte + 1] != 0);
+      return (*admitted)[byte] | (byte + 1 < admitted->size() ? (*admitted)[byte + 1] << 8 : 0u);
     };
     using Candidate = std::pair<int32_t, int64_t>;  // (sum, row)
     std::vector<Candidate> candidates;
@@ -264,22 +270,26 @@ struct VectorIndex::Impl {
         }
       };
       std::vector<int32_t> sums(static_cast<size_t>(kScanBlockGroups * kGroup));
-#pragma omp for schedule(static)
+      // Dynamic: on a busy machine a thread that lost its core would otherwise hold up the whole query.
+#pragma omp for schedule(dynamic, 4)
       for (int64_t g0 = 0; g0 < groups; g0 += kScanBlockGroups) {
         const int64_t g1 = std::min(groups, g0 + kScanBlockGroups);
+        uint32_t masks[kScanBlockGroups];
+        for (int64_t g = g0; g < g1; ++g) masks[g - g0] = group_mask(g);
         for (int64_t g = g0; g < g1;) {
-          if (admitted && !group_admitted(g)) {
+          if (masks[g - g0] == 0) {
             ++g;
             continue;
           }
           int64_t end = g + 1;  // a run of groups to scan in one call
-          while (end < g1 && (!admitted || group_admitted(end))) ++end;
-          int32_t* out = sums.data() + (g - g0) * kGroup;
-          nn::scan_u4(sq_codes.data() + static_cast<size_t>(g) * group_bytes(), end - g, weights.data(), sq_dim(), out);
-          const int64_t last = std::min(static_cast<int64_t>(rows()), end * kGroup);
-          for (int64_t r = g * kGroup; r < last; ++r)
-            if (!admitted || bit(*admitted, static_cast<size_t>(r))) offer(out[r - g * kGroup], r);
-          g = end;
+          while (end < g1 && masks[end - g0] != 0) ++end;
+          nn::scan_u4(sq_codes.data() + static_cast<size_t>(g) * group_bytes(), end - g, weights.data(), sq_dim(),
+                      sums.data() + (g - g0) * kGroup);
+          for (; g < end; ++g)
+            for (uint32_t mask = masks[g - g0]; mask != 0; mask &= mask - 1) {
+              const int64_t r = g * kGroup + std::countr_zero(mask);
+              offer(sums[static_cast<size_t>(r - g0 * kGroup)], r);
+            }
         }
       }
 #pragma omp critical
