@@ -374,6 +374,25 @@ TEST(Engine, SaltsDoNotSharePrivateBlocks) {
   EXPECT_EQ(alice_again.generation.tokens, alice.generation.tokens);
 }
 
+// A request that needs every block of the pool, whose only cached blocks are the ones it could copy
+// positions from: admission evicts them and goes on (the copy is looked up after), rather than holding the
+// source and waiting forever for a block.
+TEST(Engine, APartialMatchNeverStandsInTheWayOfAdmission) {
+  rag::test::TempDir dir;
+  auto model = load(engine_spec(), dir);
+  Engine engine(model, EngineOptions{.kv_memory_bytes = 6 * block_bytes(*model)});
+  const auto first = random_prompt(80, 50);
+  engine.run(request(first, free_run(10)));  // 89 positions: blocks 0-4 cached, the pool's sixth free
+  ASSERT_EQ(engine.stats().blocks_cached, 5);
+  auto second = random_prompt(90, 51);
+  std::copy(first.begin(), first.begin() + 8, second.begin());  // 8 positions of block 0 in common
+  const Completion done = engine.run(request(second, free_run(5)));
+  EXPECT_EQ(done.cached_tokens, 0);
+  EXPECT_EQ(done.generation.tokens, generate(*model, second, free_run(5)).tokens);
+  EXPECT_EQ(engine.stats().prefix_evictions, 5);
+  expect_all_blocks_released(engine);
+}
+
 // Positions copied out of a block obey the rule of whole blocks: only from a block of the request's domain.
 TEST(Engine, PartialBlocksAreCopiedOnlyWithinTheTrustDomain) {
   rag::test::TempDir dir;
