@@ -236,7 +236,9 @@ TEST_F(HardeningHttp, SlowClientIsCutAndDoesNotHoldAWorker) {
                    << " s (" << sent << " bytes); it received: " << slow.received();
   EXPECT_GE(took, kRequestReadTimeout - 200ms) << "cut before its time";
   // What it gets before the close, if anything, is a 4xx.
-  if (!slow.received().empty()) EXPECT_EQ(slow.received().substr(0, 10), "HTTP/1.1 4") << slow.received();
+  if (!slow.received().empty()) {
+    EXPECT_EQ(slow.received().substr(0, 10), "HTTP/1.1 4") << slow.received();
+  }
   expect_healthy();
 }
 

@@ -107,7 +107,9 @@ TEST(Retriever, HybridCandidatesCarryBothSidesAndTheModels) {
     EXPECT_EQ(c.score, c.fused_score);
     EXPECT_GT(c.doc_id, 0);
     vector_only |= c.bm25_rank == 0 && c.vector_rank > 0;
-    if (i > 0) EXPECT_GE(r.candidates[i - 1].fused_score, c.fused_score);
+    if (i > 0) {
+      EXPECT_GE(r.candidates[i - 1].fused_score, c.fused_score);
+    }
   }
   // Every document shares some hashed coordinate with the query, so the vector side adds chunks BM25 missed.
   EXPECT_TRUE(vector_only);
@@ -163,7 +165,9 @@ TEST(Retriever, RerankerReordersTheTopNAndTheBudgetCutIsReported) {
     top_after.push_back(after.candidates[static_cast<size_t>(i)].chunk_id);
     EXPECT_EQ(after.candidates[static_cast<size_t>(i)].rerank_rank, i + 1);
     EXPECT_EQ(after.candidates[static_cast<size_t>(i)].score, after.candidates[static_cast<size_t>(i)].rerank_score);
-    if (i > 0) EXPECT_GE(after.candidates[static_cast<size_t>(i - 1)].rerank_score, after.candidates[static_cast<size_t>(i)].rerank_score);
+    if (i > 0) {
+      EXPECT_GE(after.candidates[static_cast<size_t>(i - 1)].rerank_score, after.candidates[static_cast<size_t>(i)].rerank_score);
+    }
   }
   std::sort(top_before.begin(), top_before.end());
   std::sort(top_after.begin(), top_after.end());

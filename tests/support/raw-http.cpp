@@ -68,6 +68,10 @@ bool parse(const std::string& in, RawReply& reply) {
 RawReply raw_exchange(int port, const std::string& request, std::chrono::milliseconds timeout) {
   RawReply reply;
   const int fd = connect_loopback(port);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};  // parse() throws on a malformed Content-Length
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   send_all(fd, request);  // the server may answer (and close) before taking every byte
   std::string in;
@@ -87,7 +91,6 @@ RawReply raw_exchange(int port, const std::string& request, std::chrono::millise
   }
   parse(in, reply);
   if (reply.status == 0) reply.body = in;
-  ::close(fd);
   return reply;
 }
 
