@@ -314,15 +314,9 @@ void reindex_vectors_if_needed(const std::string& data_dir, const SyntheticEmbed
                                index::VectorIndexKind kind) {
   auto manifest = index::read_manifest(data_dir, 1);
   if (!manifest) fail(Errc::kCorrupt, "{}: generation 1 has no vector manifest; delete it to rebuild", data_dir);
-  index::VectorIndexParams params;
-  auto current = index::parse_vector_index_kind(manifest->kind);
-  auto wanted = kind;
-  if (wanted == index::VectorIndexKind::kAuto) {  // what build() would pick for this many vectors
-    wanted = manifest->vectors <= params.flat_max_vectors   ? index::VectorIndexKind::kFlat
-             : manifest->vectors <= params.sq4_max_vectors ? index::VectorIndexKind::kSq4
-                                                             : index::VectorIndexKind::kHnsw;
-  }
-  if (current == wanted) return;
+  const auto wanted =
+      kind == index::VectorIndexKind::kAuto ? index::auto_vector_index_kind(manifest->vectors, {}) : kind;
+  if (index::parse_vector_index_kind(manifest->kind) == wanted) return;
   std::fprintf(stderr, "%s: vectors are %s, %s wanted: rebuilding them from the catalog\n", data_dir.c_str(),
                manifest->kind.c_str(), std::string(index::vector_index_kind_name(wanted)).c_str());
   index::WriteLock lock(data_dir, false);

@@ -312,6 +312,9 @@ struct VectorIndexParams {
   double max_dead_fraction = 0.25;
 };
 
+// The kind kAuto stands for at this many live vectors.
+VectorIndexKind auto_vector_index_kind(int64_t vectors, const VectorIndexParams& params);
+
 struct ScoredChunk {
   int64_t chunk_id = 0;
   double score = 0;  // inner product of L2-normalised vectors (cosine) for vectors; BM25 for keywords

@@ -128,7 +128,8 @@ struct Searcher::Vectors {
     if (!file)
       fail(open_error == ENOENT ? Errc::kNotFound : Errc::kIo, "{}: cannot open the vector index: {}; run rag "
            "verify --repair", file_path, std::strerror(open_error));
-    auto loaded = VectorIndex::load(file.get(), file_path, manifest->hash, {}, parse_vector_index_kind(manifest->kind));
+    auto loaded =
+        VectorIndex::load(file.get(), file_path, manifest->hash, {}, parse_vector_index_kind(manifest->kind));
     if (loaded->dim() != manifest->dim || loaded->size() != manifest->vectors)
       fail(Errc::kCorrupt, "{}: manifest says {} vectors of dimension {}, the file has {} of {}; run rag verify "
            "--repair", manifest_path(data_dir, gen), manifest->vectors, manifest->dim, loaded->size(), loaded->dim());

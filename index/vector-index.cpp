@@ -9,8 +9,9 @@
 //     sorted id list -> row bitmap is a merge.
 //  2. A row is live or dead. flat: a removal is physical (IndexFlat::remove_ids shifts later rows, and id_map
 //     with them), so no row is ever dead. ivf: remove_ids drops the row's code from its list (labels = rows
-//     do not shift); the row stays dead in id_map. sq4: as flat, and its quantized copy is re-derived. hnsw: FAISS cannot remove; the row stays in the graph and
-//     every search excludes dead rows through a selector. Dead rows go when the index is rebuilt from the
+//     do not shift); the row stays dead in id_map. sq4: as flat, and its quantized copy is re-derived.
+//     hnsw: FAISS cannot remove; the row stays in the graph and every search excludes dead rows through a
+//     selector. Dead rows go when the index is rebuilt from the
 //     catalog (the ingest job does so above VectorIndexParams::max_dead_fraction).
 //  3. Labels an inner index returns are rows; -1 (fewer than k results) is skipped.
 //
@@ -21,15 +22,16 @@
 // grows with the share filtered out. ivf: the list scan tests the selector before scoring, so filtering is
 // cheap; nprobe grows as the share shrinks, up to every list (exact) for small or sparsely admitted sets.
 // sq4: exact when few rows are admitted or the index is small; otherwise the scan of the 4-bit copy skips
-// groups of 16 rows without an admitted one and tests the bitmap for the rest, so a filter only saves work.
+// groups of 16 rows without an admitted one and offers only the admitted rows of the rest, so a filter only
+// saves work.
 //
 // sq4's copy quantizes each dimension over the range the rows span (min to max in 15 steps, fixed when the
 // copy is derived; rows added later are clipped to it until the next load or removal re-derives it). For a
 // query q, Σ q_i x_i ≈ Σ q_i min_i + Σ (q_i step_i) code_i, and the first sum is the same for every row, so
 // rows rank by Σ w_i code_i with w_i = q_i step_i rounded to int8: exact integer sums (nn::scan_u4).
 // Quantization moves a score by about |q| · step / √12 ≈ 0.01 on unit vectors of dimension 384, while the
-// exact re-scoring of the best sq4_rescore rows restores the order among them; in bench/retrieval the true
-// top 10 all fell within the scan's best 50 at 1M rows.
+// exact re-scoring of the best sq4_rescore rows restores the order among them: bench/retrieval measured
+// recall@10 1.000 against exact search at 1M rows, on its near-uniform synthetic vectors too.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
@@ -45,11 +47,11 @@
 
 #include <algorithm>
 #include <bit>
-#include <functional>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <queue>
 
@@ -154,12 +156,12 @@ VectorIndexKind parse_vector_index_kind(std::string_view name) {
   fail(Errc::kInvalidArgument, "vector index kind '{}' is not one of auto, flat, sq4, hnsw, ivf", name);
 }
 
-namespace {
-
-VectorIndexKind auto_kind(int64_t vectors, const VectorIndexParams& params) {
+VectorIndexKind auto_vector_index_kind(int64_t vectors, const VectorIndexParams& params) {
   if (vectors <= params.flat_max_vectors) return VectorIndexKind::kFlat;
   return vectors <= params.sq4_max_vectors ? VectorIndexKind::kSq4 : VectorIndexKind::kHnsw;
 }
+
+namespace {
 
 constexpr int64_t kGroup = nn::kScanGroupRows;
 constexpr int64_t kScanBlockGroups = 64;  // groups a thread scans into its buffer at a time
@@ -221,7 +223,8 @@ struct VectorIndex::Impl {
              r < std::min(rows(), static_cast<size_t>((g + 1) * kGroup)); ++r) {
           for (size_t i = 0; i < static_cast<size_t>(dim); ++i) {
             const float step = sq_step[i];
-            const float code = step > 0 ? std::nearbyint((x[r * static_cast<size_t>(dim) + i] - sq_min[i]) / step) : 0;
+            const float value = x[r * static_cast<size_t>(dim) + i];
+            const float code = step > 0 ? std::nearbyint((value - sq_min[i]) / step) : 0;
             codes[i] = static_cast<uint8_t>(std::clamp(code, 0.0f, 15.0f));
           }
           nn::pack_u4_row(codes.data(), sq_dim(), static_cast<int64_t>(r % kGroup),
@@ -383,7 +386,8 @@ VectorIndex::~VectorIndex() = default;
 
 std::unique_ptr<VectorIndex> VectorIndex::build(int dim, VectorIndexKind kind, const VectorIndexParams& params,
                                                 std::span<const int64_t> chunk_ids, std::span<const float> rows) {
-  if (kind == VectorIndexKind::kAuto) kind = auto_kind(static_cast<int64_t>(chunk_ids.size()), params);
+  if (kind == VectorIndexKind::kAuto)
+    kind = auto_vector_index_kind(static_cast<int64_t>(chunk_ids.size()), params);
   auto impl = std::make_unique<Impl>();
   impl->dim = dim;
   impl->kind = kind;
@@ -542,7 +546,7 @@ std::string VectorIndex::describe() const {
 
 bool VectorIndex::needs_rebuild(VectorIndexKind wanted) const {
   const auto& m = *impl_;
-  if (wanted == VectorIndexKind::kAuto) wanted = auto_kind(m.live_count, m.params);
+  if (wanted == VectorIndexKind::kAuto) wanted = auto_vector_index_kind(m.live_count, m.params);
   if (wanted != m.kind) return true;
   // Dead HNSW rows still cost every search a detour; dead IVF rows are gone from the lists (only their id_map
   // slot remains), so they wait for another reason to rebuild.
@@ -732,8 +736,9 @@ std::unique_ptr<VectorIndex> VectorIndex::load(std::FILE* file, const std::strin
       fail(Errc::kCorrupt, "{}: unexpected FAISS index type; run rag ingest to rebuild it", path);
     }
     if (kind != VectorIndexKind::kAuto && kind != impl->kind)
-      fail(Errc::kCorrupt, "{}: the manifest names a {} index but the file holds a {} index; run rag ingest to rebuild it",
-           path, vector_index_kind_name(kind), vector_index_kind_name(impl->kind));
+      fail(Errc::kCorrupt,
+           "{}: the manifest names a {} index but the file holds a {} index; run rag ingest to rebuild it", path,
+           vector_index_kind_name(kind), vector_index_kind_name(impl->kind));
     if (impl->index->metric_type != faiss::METRIC_INNER_PRODUCT || impl->index->d != impl->dim)
       fail(Errc::kCorrupt, "{}: index metric or dimension is not what rag writes; run rag ingest to rebuild it", path);
     // Dead rows are -1 on disk; in memory they take the previous row's id so id_map stays ascending.

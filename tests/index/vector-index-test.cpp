@@ -225,7 +225,10 @@ TEST(VectorIndex, AutoPicksSq4BetweenTheThresholdsAndSq4ServesAnyDimension) {
     std::vector<float> rows(n * dim);
     for (size_t r = 0; r < n; ++r) {
       double norm = 0;
-      for (int i = 0; i < dim; ++i) rows[r * dim + i] = normal(rng), norm += double(rows[r * dim + i]) * rows[r * dim + i];
+      for (int i = 0; i < dim; ++i) {
+        rows[r * dim + i] = normal(rng);
+        norm += double(rows[r * dim + i]) * rows[r * dim + i];
+      }
       for (int i = 0; i < dim; ++i) rows[r * dim + i] = static_cast<float>(rows[r * dim + i] / std::sqrt(norm));
     }
     auto index = VectorIndex::build(dim, VectorIndexKind::kAuto, params, ids_from(n), rows);

@@ -358,7 +358,8 @@ TEST_F(KernelsTest, ScanU4SumsEqualTheOracleAtEveryLevel) {
       pack_u4_row(codes.data() + r * dim, dim, r % kScanGroupRows, packed.data() + r / kScanGroupRows * 8 * dim);
     std::vector<int32_t> expected(static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t i = 0; i < dim; ++i) expected[static_cast<size_t>(r)] += q[static_cast<size_t>(i)] * codes[static_cast<size_t>(r * dim + i)];
+      for (int64_t i = 0; i < dim; ++i)
+        expected[static_cast<size_t>(r)] += q[static_cast<size_t>(i)] * codes[static_cast<size_t>(r * dim + i)];
     for (SimdLevel level : available_levels()) {
       SCOPED_TRACE(testing::Message() << simd_level_name(level) << " dim " << dim);
       set_simd_level(level);
