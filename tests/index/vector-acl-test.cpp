@@ -105,7 +105,7 @@ std::vector<std::vector<std::string>> principal_sets() {
 }
 
 TEST(VectorAcl, CandidatesEqualTheTopKOverOnlyReadableChunksInEveryKind) {
-  for (auto kind : {VectorIndexKind::kFlat, VectorIndexKind::kHnsw, VectorIndexKind::kIvf}) {
+  for (auto kind : {VectorIndexKind::kFlat, VectorIndexKind::kSq4, VectorIndexKind::kHnsw, VectorIndexKind::kIvf}) {
     SCOPED_TRACE(std::string(vector_index_kind_name(kind)));
     Corpus c;
     build(c, kind);
