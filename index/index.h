@@ -602,6 +602,10 @@ class Searcher {
   std::unique_ptr<Vectors> vectors_;
 };
 
+// Vector indexes the process holds loaded: Searchers reading the same generation's file share one (see
+// searcher.cpp), and it is freed with the last of them.
+int64_t loaded_vector_indexes();
+
 // One-shot convenience over Searcher.
 std::vector<SearchHit> search(const std::string& data_dir, std::string_view query, const SearchOptions& options = {});
 

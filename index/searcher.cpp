@@ -12,6 +12,7 @@
 #include <cstring>
 #include <exception>
 #include <list>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -89,6 +90,39 @@ bool exists(const std::string& path) {
 //
 // ACL filter cache: key = catalog change counter + sorted principal set, so an ACL change in the catalog
 // drops the entries; a principal set's filter serves only that exact set.
+//
+// The loaded index is shared by every Searcher of the process that reads the same file (path, hash and
+// kind): a server's pool holds a reader per request in flight, and each used to load its own copy (eight
+// readers at a million vectors of dimension 384: 8 × 1.7 GB, and seconds of loading for each first query).
+// VectorIndex's const members may run from several threads at once. An entry lives while a Searcher holds it.
+class SharedVectorIndexes {
+ public:
+  static SharedVectorIndexes& instance() {
+    static SharedVectorIndexes shared;
+    return shared;
+  }
+  // The index for `key`, loaded by `load` unless a Searcher holds it already. One load at a time: a second
+  // reader of the same file waits for the first instead of reading it again.
+  template <typename Load>
+  std::shared_ptr<const VectorIndex> get(const std::string& key, Load&& load) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::erase_if(indexes_, [](const auto& entry) { return entry.second.expired(); });
+    if (auto it = indexes_.find(key); it != indexes_.end())
+      if (auto alive = it->second.lock()) return alive;
+    std::shared_ptr<const VectorIndex> loaded = load();
+    indexes_[key] = loaded;
+    return loaded;
+  }
+  int64_t alive() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return std::count_if(indexes_.begin(), indexes_.end(), [](const auto& entry) { return !entry.second.expired(); });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::weak_ptr<const VectorIndex>> indexes_;
+};
+
 struct Searcher::Vectors {
   static constexpr size_t kMaxCachedFilters = 32;
 
@@ -101,7 +135,7 @@ struct Searcher::Vectors {
   std::string file_path;                               // for messages
   int open_error = 0;                                  // errno of the failed fopen when file is null
   std::exception_ptr manifest_error;                   // a manifest that could not be read
-  std::unique_ptr<VectorIndex> index;                  // null until the first vector query; a failed load is
+  std::shared_ptr<const VectorIndex> index;            // null until the first vector query; a failed load is
                                                        // retried (and reported) by the next one
   std::list<std::pair<std::string, std::shared_ptr<const VectorFilter>>> filters;  // most recent first
 
@@ -128,12 +162,17 @@ struct Searcher::Vectors {
     if (!file)
       fail(open_error == ENOENT ? Errc::kNotFound : Errc::kIo, "{}: cannot open the vector index: {}; run rag "
            "verify --repair", file_path, std::strerror(open_error));
-    auto loaded =
-        VectorIndex::load(file.get(), file_path, manifest->hash, {}, parse_vector_index_kind(manifest->kind));
+    const std::string key = file_path + '\n' + manifest->hash + '\n' + manifest->kind;
+    auto loaded = SharedVectorIndexes::instance().get(key, [&] {
+      auto fresh =
+          VectorIndex::load(file.get(), file_path, manifest->hash, {}, parse_vector_index_kind(manifest->kind));
+      spdlog::debug("search: {}: loaded {} vectors ({}) of generation {}", data_dir, fresh->size(), manifest->kind,
+                    gen);
+      return fresh;
+    });
     if (loaded->dim() != manifest->dim || loaded->size() != manifest->vectors)
       fail(Errc::kCorrupt, "{}: manifest says {} vectors of dimension {}, the file has {} of {}; run rag verify "
            "--repair", manifest_path(data_dir, gen), manifest->vectors, manifest->dim, loaded->size(), loaded->dim());
-    spdlog::debug("search: {}: loaded {} vectors ({}) of generation {}", data_dir, loaded->size(), manifest->kind, gen);
     index = std::move(loaded);
   }
 
@@ -172,6 +211,8 @@ Searcher::Searcher(const std::string& data_dir) : data_dir_(data_dir) {
 }
 
 Searcher::~Searcher() = default;
+
+int64_t loaded_vector_indexes() { return SharedVectorIndexes::instance().alive(); }
 
 namespace {
 

@@ -316,6 +316,38 @@ TEST(VectorSearch, ASearcherKeepsItsGenerationsVectorsAfterWritersRetireIt) {
   EXPECT_FALSE(searcher.keyword_candidates("cats").empty());
 }
 
+// Readers of one generation share its loaded vector index; a newer generation's readers get their own, and
+// the last reader of a generation frees it.
+TEST(VectorSearch, SearchersOfOneGenerationShareOneLoadedIndex) {
+  test::TempDir dir;
+  write_docs(dir);
+  std::string model = tiny_model(dir);
+  auto embedder = open_embedder(model);
+  run(dir, embedder, VectorIndexKind::kAuto, model);
+  std::string data = dir / "data";
+  std::vector<float> q = embedder->embed({"cats sleep on the warm mat all day"});
+  const int64_t before = loaded_vector_indexes();
+  {
+    auto first = std::make_unique<Searcher>(data);
+    Searcher second(data);
+    EXPECT_EQ(loaded_vector_indexes(), before);  // loaded on first use
+    auto a = ids_of(first->vector_candidates(std::span<const float>(q)));
+    auto b = ids_of(second.vector_candidates(std::span<const float>(q)));
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(loaded_vector_indexes(), before + 1);
+    test::write_file(dir / "docs/dogs.txt", "dogs fetch sticks in the park, again");
+    run(dir, embedder, VectorIndexKind::kAuto, model);
+    Searcher third(data);
+    ASSERT_NE(third.generation(), second.generation());
+    EXPECT_FALSE(third.vector_candidates(std::span<const float>(q)).empty());
+    EXPECT_EQ(loaded_vector_indexes(), before + 2);
+    first.reset();  // the other reader of its generation still holds the index
+    EXPECT_EQ(loaded_vector_indexes(), before + 2);
+    EXPECT_EQ(ids_of(second.vector_candidates(std::span<const float>(q))), b);
+  }
+  EXPECT_EQ(loaded_vector_indexes(), before);
+}
+
 TEST(VectorIngest, ARerankerIsNotAnEmbedder) {
   test::TempDir dir;
   std::string path = tiny_model(dir, 5, true);
