@@ -44,6 +44,20 @@ IngestSummary run(const test::TempDir& dir, std::shared_ptr<const Embedder> embe
   return ingest(dir / "data", options);
 }
 
+// The five documents ingested with a tiny embedder, where most tests here start.
+struct Embedded {
+  std::string model;
+  std::shared_ptr<const Embedder> embedder;
+  std::string data;
+};
+Embedded ingest_embedded(const test::TempDir& dir) {
+  write_docs(dir);
+  Embedded e{tiny_model(dir), nullptr, dir / "data"};
+  e.embedder = open_embedder(e.model);
+  run(dir, e.embedder, VectorIndexKind::kAuto, e.model);
+  return e;
+}
+
 std::vector<int64_t> ids_of(const std::vector<ScoredChunk>& hits) {
   std::vector<int64_t> out;
   for (const auto& h : hits) out.push_back(h.chunk_id);
@@ -175,11 +189,7 @@ TEST(VectorIngest, AChangedFilesOldVectorsAreGoneInEveryIndexKind) {
 
 TEST(VectorIngest, AManifestBehindTheCatalogIsRepairedByTheNextIngest) {
   test::TempDir dir;
-  write_docs(dir);
-  std::string model = tiny_model(dir);
-  auto embedder = open_embedder(model);
-  run(dir, embedder, VectorIndexKind::kAuto, model);
-  std::string data = dir / "data";
+  auto [model, embedder, data] = ingest_embedded(dir);
   int64_t gen = current_generation(data);
   // A crash after a catalog commit: the catalog dropped a document, the FAISS file still has its chunks.
   std::vector<int64_t> dropped;
@@ -272,11 +282,7 @@ TEST(VectorIngest, WithoutAnEmbedderThereAreNoVectorsAndVectorQueriesSayHowToAdd
 
 TEST(VectorIngest, ACorruptFaissFileIsAClearErrorAndTheNextIngestRebuildsIt) {
   test::TempDir dir;
-  write_docs(dir);
-  std::string model = tiny_model(dir);
-  auto embedder = open_embedder(model);
-  run(dir, embedder, VectorIndexKind::kAuto, model);
-  std::string data = dir / "data";
+  auto [model, embedder, data] = ingest_embedded(dir);
   std::string path = vectors_path(data, current_generation(data));
   std::string bytes = test::read_file(path);
   bytes[bytes.size() - 9] ^= 0x11;
@@ -293,11 +299,7 @@ TEST(VectorIngest, ACorruptFaissFileIsAClearErrorAndTheNextIngestRebuildsIt) {
 
 TEST(VectorSearch, ASearcherKeepsItsGenerationsVectorsAfterWritersRetireIt) {
   test::TempDir dir;
-  write_docs(dir);
-  std::string model = tiny_model(dir);
-  auto embedder = open_embedder(model);
-  run(dir, embedder, VectorIndexKind::kAuto, model);
-  std::string data = dir / "data";
+  auto [model, embedder, data] = ingest_embedded(dir);
   const int64_t opened = current_generation(data);
   Searcher searcher(data);
   // Three publishes retire the generation the Searcher opened (its directory is removed) before its
@@ -320,11 +322,7 @@ TEST(VectorSearch, ASearcherKeepsItsGenerationsVectorsAfterWritersRetireIt) {
 // the last reader of a generation frees it.
 TEST(VectorSearch, SearchersOfOneGenerationShareOneLoadedIndex) {
   test::TempDir dir;
-  write_docs(dir);
-  std::string model = tiny_model(dir);
-  auto embedder = open_embedder(model);
-  run(dir, embedder, VectorIndexKind::kAuto, model);
-  std::string data = dir / "data";
+  auto [model, embedder, data] = ingest_embedded(dir);
   std::vector<float> q = embedder->embed({"cats sleep on the warm mat all day"});
   const int64_t before = loaded_vector_indexes();
   {
@@ -356,11 +354,8 @@ TEST(VectorIngest, ARerankerIsNotAnEmbedder) {
 
 TEST(VectorSearch, KeywordAndVectorCandidatesRunConcurrentlyOnOneSearcher) {
   test::TempDir dir;
-  write_docs(dir);
-  std::string model = tiny_model(dir);
-  auto embedder = open_embedder(model);
-  run(dir, embedder, VectorIndexKind::kAuto, model);
-  Searcher searcher(dir / "data");
+  auto [model, embedder, data] = ingest_embedded(dir);
+  Searcher searcher(data);
   SearchOptions options;
   options.principals = std::vector<std::string>{kNoAclPrincipal};
   std::vector<float> q = embedder->embed({"dogs in the park"});
@@ -380,12 +375,9 @@ TEST(VectorSearch, KeywordAndVectorCandidatesRunConcurrentlyOnOneSearcher) {
 
 TEST(VectorSearch, HydrateKeepsOrderAndScoresAndMarksQueryWordsInAVectorOnlyHit) {
   test::TempDir dir;
-  write_docs(dir);
-  std::string model = tiny_model(dir);
-  auto embedder = open_embedder(model);
-  run(dir, embedder, VectorIndexKind::kAuto, model);
-  Searcher searcher(dir / "data");
-  Catalog catalog(catalog_path(dir / "data"), Catalog::Mode::kRead);
+  auto [model, embedder, data] = ingest_embedded(dir);
+  Searcher searcher(data);
+  Catalog catalog(catalog_path(data), Catalog::Mode::kRead);
   auto dogs = catalog.chunk_ids_of(catalog.document_by_path(dir / "docs/dogs.txt")->id).at(0);
   auto cats = catalog.chunk_ids_of(catalog.document_by_path(dir / "docs/cats.txt")->id).at(0);
   std::vector<ScoredChunk> candidates = {{dogs, 0.9}, {123456, 0.8}, {cats, 0.5}};
