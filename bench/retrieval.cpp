@@ -218,22 +218,14 @@ double cpu_ms() {
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Writes generation 1's FAISS file and manifest for these vectors.
-void save_vectors(const std::string& data_dir, const index::Catalog& catalog, const SyntheticEmbedder& embedder,
-                  index::VectorIndexKind kind, std::span<const int64_t> ids, std::span<const float> rows) {
+void write_vectors(const std::string& data_dir, const index::Catalog& catalog, const SyntheticEmbedder& embedder,
+                   index::VectorIndexKind kind, std::span<const int64_t> ids, std::span<const float> rows) {
   auto start = Clock::now();
   auto vectors = index::VectorIndex::build(embedder.dim(), kind, {}, ids, rows);
-  index::VectorManifest m;
-  m.change_counter = catalog.change_counter();
-  m.embedder = embedder.identity();
-  m.dim = embedder.dim();
-  m.vectors = vectors->size();
-  m.rows = vectors->rows();
-  m.kind = std::string(index::vector_index_kind_name(vectors->kind()));
-  m.params = vectors->describe();
-  m.hash = vectors->save(index::vectors_path(data_dir, 1));
-  index::write_manifest(data_dir, 1, m);
-  std::fprintf(stderr, "  %s index over %lld vectors built in %.0f s\n", m.kind.c_str(),
-               static_cast<long long>(m.vectors), seconds_since(start));
+  index::save_vectors(*vectors, data_dir, 1, catalog.change_counter(), embedder.identity());
+  std::fprintf(stderr, "  %s index over %lld vectors built in %.0f s\n",
+               std::string(index::vector_index_kind_name(vectors->kind())).c_str(),
+               static_cast<long long>(vectors->size()), seconds_since(start));
 }
 
 void build(const std::string& data_dir, int64_t n, const SyntheticEmbedder& embedder, index::VectorIndexKind kind) {
@@ -304,7 +296,7 @@ void build(const std::string& data_dir, int64_t n, const SyntheticEmbedder& embe
   catalog.set_meta("embedder_dim", std::to_string(dim));
   catalog.commit();
   std::fprintf(stderr, "\n");
-  save_vectors(data_dir, catalog, embedder, kind, ids, rows);
+  write_vectors(data_dir, catalog, embedder, kind, ids, rows);
   index::publish_generation(data_dir, 1);
   std::fprintf(stderr, "  built in %.0f s\n", seconds_since(start));
 }
@@ -327,7 +319,7 @@ void reindex_vectors_if_needed(const std::string& data_dir, const SyntheticEmbed
     ids.push_back(id);
     rows.insert(rows.end(), v, v + embedder.dim());
   });
-  save_vectors(data_dir, catalog, embedder, wanted, ids, rows);
+  write_vectors(data_dir, catalog, embedder, wanted, ids, rows);
 }
 
 double percentile(std::vector<double> v, double p) {

@@ -53,10 +53,6 @@ void catch_up_keywords(const Catalog& catalog, KeywordIndex& keywords, int64_t f
 std::unique_ptr<VectorIndex> vectors_from_catalog(const Catalog& catalog, int dim, VectorIndexKind kind,
                                                   const VectorIndexParams& params, const std::string& data_dir);
 
-// Saves `vectors` into generation `gen` with its manifest (the FAISS file first, the manifest last).
-void save_vectors(const VectorIndex& vectors, const std::string& data_dir, int64_t gen, int64_t change_counter,
-                  const std::string& embedder_identity);
-
 // The embedder the data dir records (catalog meta "embedder_path"), checked against the recorded identity;
 // null when it records none. Errors say what to do (kNotFound, kMismatch, or the model's own open error).
 // `path_out`, when given, receives the model path.

@@ -403,6 +403,9 @@ std::string manifest_path(const std::string& data_dir, int64_t gen);  // <data>/
 // nullopt when the generation has no manifest; a malformed one is kCorrupt naming the file.
 std::optional<VectorManifest> read_manifest(const std::string& data_dir, int64_t gen);
 void write_manifest(const std::string& data_dir, int64_t gen, const VectorManifest& manifest);
+// Saves `vectors` into generation `gen` with its manifest (the FAISS file first, the manifest last).
+void save_vectors(const VectorIndex& vectors, const std::string& data_dir, int64_t gen, int64_t change_counter,
+                  const std::string& embedder_identity);
 
 // ---- ingest job -------------------------------------------------------------------------------------
 

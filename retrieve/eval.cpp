@@ -110,16 +110,7 @@ void build_index(const std::string& data_dir, const std::vector<index::BeirDocum
     index::VectorIndexParams params;
     std::unique_ptr<index::VectorIndex> vectors =
         index::VectorIndex::build(dim, index::VectorIndexKind::kAuto, params, chunk_ids, rows);
-    index::VectorManifest manifest;
-    manifest.change_counter = catalog.change_counter();
-    manifest.embedder = embedder->identity();
-    manifest.dim = dim;
-    manifest.vectors = vectors->size();
-    manifest.rows = vectors->rows();
-    manifest.kind = std::string(index::vector_index_kind_name(vectors->kind()));
-    manifest.params = vectors->describe();
-    manifest.hash = vectors->save(index::vectors_path(data_dir, 1));
-    index::write_manifest(data_dir, 1, manifest);
+    index::save_vectors(*vectors, data_dir, 1, catalog.change_counter(), embedder->identity());
   }
   index::publish_generation(data_dir, 1);
 }
