@@ -312,7 +312,7 @@ void matmul_args(benchmark::internal::Benchmark* b) {
 void decode_batch_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"type", "rows", "cols", "n", "tiles"});
   for (int64_t type : {static_cast<int64_t>(TensorType::kQ8_0), static_cast<int64_t>(TensorType::kQ4_0)}) {
-    for (int64_t n : {1, 2, 4, 8, 16}) {
+    for (int64_t n : {1, 2, 4, 8, 16, 32, 64}) {
       for (int64_t tiles : {0, 1}) b->Args({type, 4864, 896, n, tiles});
     }
   }

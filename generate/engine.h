@@ -67,9 +67,10 @@
 // a prompt run in one step takes the matrix-matrix kernels as generate() does when it is longer than
 // kMatvecBatchTokens; logits of up to kMatvecBatchTokens sequences per step round as one's. So greedy
 // tokens equal generate()'s bit for bit with at most kMatvecBatchTokens sequences running, prompts longer
-// than that, and no chunked prefill. Beyond that (more sequences, float weights through sgemm, a prompt
-// split across steps) rounding differs and, on models with near-tied logits (random test weights), a
-// greedy token may differ; one sequence at a time (max_sequences 1) with its prompt in one step
+// than that, and no chunked prefill; or with steps of at most kMatvecBatchTokens tokens and prompts no
+// longer, where every product takes the matrix-vector kernels, chunked or not. Beyond that (more
+// sequences, float weights through sgemm, a long prompt split across steps) rounding differs and, on models
+// with near-tied logits (random test weights), a greedy token may differ; one sequence at a time (max_sequences 1) with its prompt in one step
 // (step_tokens at least its length) always gives exactly the tokens of generate().
 //
 // Limits per request: max_tokens and the stop conditions are checked after every token; a deadline is the

@@ -57,7 +57,7 @@ void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y);
 // takes it for up to kMatvecBatchTokens rows of X (batched decode: a few tokens stay memory-bound like one,
 // where the tile kernel would repack every weight), so a decode batch rounds exactly as single decodes do.
 void matvec_batch(const Weights& w, const float* x, int64_t n, float* y);
-inline constexpr int64_t kMatvecBatchTokens = 8;
+inline constexpr int64_t kMatvecBatchTokens = 32;
 
 // Several products of the same activations, as a layer's Q, K and V or its MLP gate and up: Y_i = X · W_iᵀ
 // for each product i (X is n × cols, all W_i have `cols` columns; Y_i is n × W_i.rows). Equals separate

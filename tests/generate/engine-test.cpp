@@ -488,17 +488,20 @@ TEST(Engine, ConcurrentRequestsEqualSequentialGenerate) {
 
 // Greedy decoding of quantized weights in a shared batch gives exactly the tokens of generate(): random
 // weights leave near-tied logits, so a batch that rounded differently from one stream would change some.
-// Prompts are longer than nn::kMatvecBatchTokens (so they take the matrix-matrix kernels alone too) and at
-// most that many sequences decode together. Callbacks wait until every request is in, so they share steps.
+// Steps hold at most nn::kMatvecBatchTokens tokens and so do the prompts, so every product in both takes the
+// matrix-vector kernels, which round each token's row alike whatever else is in the batch, at every SIMD
+// level: prompt chunks split across steps change nothing either. Callbacks wait until every request is in,
+// so they share steps.
 TEST(Engine, ConcurrentGreedyOnQuantizedWeightsEqualsGenerate) {
+  static_assert(9 + 4 * 5 <= nn::kMatvecBatchTokens);
   for (nn::TensorType type : {nn::TensorType::kQ8_0, nn::TensorType::kQ4_0}) {
     SCOPED_TRACE(nn::tensor_type_name(type));
     rag::test::TempDir dir;
     TinySpec spec = engine_spec();
     spec.type = type;
     auto model = load(spec, dir);
-    Engine engine(model, EngineOptions{.kv_memory_bytes = 100 * block_bytes(*model), .step_tokens = 64,
-                                       .max_sequences = 6});
+    Engine engine(model, EngineOptions{.kv_memory_bytes = 100 * block_bytes(*model),
+                                       .step_tokens = nn::kMatvecBatchTokens, .max_sequences = 6});
     constexpr int kRequests = 6;
     std::promise<void> submitted;
     std::shared_future<void> all_in = submitted.get_future().share();
