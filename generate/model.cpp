@@ -20,8 +20,11 @@ constexpr int64_t kMaxContext = int64_t{1} << 22;
 constexpr int64_t kMaxWidth = int64_t{1} << 20;
 constexpr int64_t kMaxLayers = 4096;
 // Attention work (multiply-adds) below which one thread does it all: waking a team costs more than this,
-// and far more on a loaded machine where idle threads must be rescheduled.
-constexpr int64_t kAttentionParallelMinWork = int64_t{1} << 18;
+// and far more on a loaded machine where idle threads must be rescheduled. A decode token's attention over
+// 18 positions or more is above it (its KV heads split across the team): at 1 << 18, which left one token
+// on one thread up to 146 positions, one-stream decode of 128 tokens (bench/decoder, Q4_0, four alternated
+// pairs) ran 120-137 tok/s against 130-138 now, the second core idle while the first attended.
+constexpr int64_t kAttentionParallelMinWork = int64_t{1} << 15;
 // Query tokens per attention tile: each K and V row is read once per tile, and the tile's Qᵀ and Oᵀ
 // (2 × head_dim × group × tokens floats, 115 KB for Qwen2.5-0.5B) stay in L2.
 constexpr int64_t kAttentionTileTokens = 32;
