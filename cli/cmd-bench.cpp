@@ -143,6 +143,12 @@ double memory_read_gb_s(int threads) {
   return best;
 }
 
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t mid = values.size() / 2;
+  return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+}
+
 std::vector<int32_t> random_tokens(std::mt19937& rng, int64_t vocab, int64_t n) {
   std::uniform_int_distribution<int32_t> dist(0, static_cast<int32_t>(vocab - 1));
   std::vector<int32_t> out(static_cast<size_t>(n));
@@ -170,7 +176,8 @@ int bench_gen(int argc, char** argv) {
                    "  aggregate  tokens/s of 1, 2, 4, 8, 16 concurrent streams (engine, continuous batching), each\n"
                    "             generating --stream-tokens tokens, counted from the first token to the last\n"
                    "and KV bytes per token, the machine's memory read rate in the same run and the model bytes per\n"
-                   "second a decode step streams (the decode rate is bound by it). Weights are touched once first.",
+                   "second a decode step streams (the decode rate is bound by it). Each figure is the median of\n"
+                   "--repetitions runs; weights and the prefill's buffers are touched once first.",
                    {{"model", "FILE", "the decoder model (GGUF; required)"},
                     {"threads", "N", "OpenMP threads (default: OMP_NUM_THREADS or one per core)"},
                     {"kv-mem", "BYTES", "engine KV pool (default 1 GiB)"},
@@ -180,6 +187,7 @@ int bench_gen(int argc, char** argv) {
                     {"cached-tokens", "N", "of those, the prefix cached on the second run (default 1900)"},
                     {"streams", "N,N,...", "concurrent stream counts (default 1,2,4,8,16)"},
                     {"stream-tokens", "N", "tokens each concurrent stream generates (default 64)"},
+                    {"repetitions", "N", "runs of each measurement, the median reported (default 3)"},
                     {"json", "", "print one JSON object on stdout"}}};
   ParsedArgs args = parse_args(spec, argc, argv);
   if (args.has("help")) {
@@ -206,6 +214,13 @@ int bench_gen(int argc, char** argv) {
   const int64_t ttft_tokens = args.get_int("ttft-tokens", 2000, 2, int64_t{1} << 20);
   const int64_t cached_tokens = args.get_int("cached-tokens", 1900, 0, ttft_tokens - 1);
   const int64_t stream_tokens = args.get_int("stream-tokens", 64, 2, int64_t{1} << 20);
+  const int64_t repetitions = args.get_int("repetitions", 3, 1, 100);
+  // The median of `repetitions` runs of a measurement: a shared machine's neighbours come and go.
+  auto median_of = [&](auto&& measure) {
+    std::vector<double> runs;
+    for (int64_t i = 0; i < repetitions; ++i) runs.push_back(measure());
+    return median(std::move(runs));
+  };
   std::vector<int64_t> streams;
   {
     const std::string list = args.get("streams", "1,2,4,8,16");
@@ -239,28 +254,33 @@ int bench_gen(int argc, char** argv) {
   // Touch every weight once (page faults of the mapping, first-use allocations) before timing.
   generate::generate(*model, random_tokens(rng, info.vocab_size, 8), fixed_length(2));
 
-  // Prefill: the prompt's one pass plus one sampling step, timed to the first token.
-  double prefill_seconds = 0;
-  {
-    const auto prompt = random_tokens(rng, info.vocab_size, prompt_tokens);
+  // Prefill: the prompt's one pass plus one sampling step, timed to the first token. A first, untimed run
+  // faults in the pass's buffers (tens of MB for 512 tokens), which every run of generate() allocates anew.
+  const auto prefill_prompt = random_tokens(rng, info.vocab_size, prompt_tokens);
+  auto prefill_once = [&] {
+    double seconds = 0;
     const auto start = Clock::now();
-    generate::generate(*model, prompt, fixed_length(1), [&](int32_t, std::string_view) {
-      prefill_seconds = seconds_between(start, Clock::now());
+    generate::generate(*model, prefill_prompt, fixed_length(1), [&](int32_t, std::string_view) {
+      seconds = seconds_between(start, Clock::now());
       return true;
     });
-  }
+    return seconds;
+  };
+  prefill_once();
+  const double prefill_seconds = median_of(prefill_once);
   // Decode: the time between the first and the last of decode_tokens + 1 tokens.
-  double decode_seconds = 0;
-  {
+  const double decode_seconds = median_of([&] {
+    double seconds = 0;
     Clock::time_point first{};
     int64_t seen = 0;
     generate::generate(*model, random_tokens(rng, info.vocab_size, 1), fixed_length(decode_tokens + 1),
                        [&](int32_t, std::string_view) {
                          if (seen++ == 0) first = Clock::now();
-                         decode_seconds = seconds_between(first, Clock::now());
+                         seconds = seconds_between(first, Clock::now());
                          return true;
                        });
-  }
+    return seconds;
+  });
 
   // libgomp keeps a thread pool for every thread that ever ran a parallel region, and once the pools' threads
   // outnumber the cores every barrier in the process sleeps on a futex after 100 spins instead of spinning:
@@ -279,42 +299,50 @@ int bench_gen(int argc, char** argv) {
     return done.first_token_seconds * 1e3;
   };
   const auto ttft_prompt = random_tokens(rng, info.vocab_size, ttft_tokens);
-  const double ttft_cold_ms = first_token_ms(ttft_prompt);
   auto second = ttft_prompt;
   const auto tail = random_tokens(rng, info.vocab_size, ttft_tokens - cached_tokens);
   std::copy(tail.begin(), tail.end(), second.begin() + cached_tokens);
-  const double ttft_cached_ms = first_token_ms(second);
+  std::vector<double> cold_runs, cached_runs;
+  for (int64_t i = 0; i < repetitions; ++i) {
+    engine.clear_prefix_cache();
+    cold_runs.push_back(first_token_ms(ttft_prompt));
+    cached_runs.push_back(first_token_ms(second));
+  }
+  const double ttft_cold_ms = median(std::move(cold_runs));
+  const double ttft_cached_ms = median(std::move(cached_runs));
   engine.clear_prefix_cache();
 
   // Concurrent streams: distinct 16-token prompts submitted together.
   nlohmann::json aggregate = nlohmann::json::object();
   std::vector<std::pair<int64_t, double>> aggregate_rows;
   for (int64_t count : streams) {
-    std::mutex mu;
-    Clock::time_point first = Clock::time_point::max(), last{};
-    int64_t tokens = 0;
-    std::vector<generate::Submission> running;
-    for (int64_t i = 0; i < count; ++i) {
-      generate::Request r;
-      r.prompt = random_tokens(rng, info.vocab_size, 16);
-      r.options = fixed_length(stream_tokens);
-      r.on_token = [&](int32_t, std::string_view) {
-        const auto now = Clock::now();
-        std::lock_guard<std::mutex> lock(mu);
-        first = std::min(first, now);
-        last = std::max(last, now);
-        ++tokens;
-        return true;
-      };
-      running.push_back(engine.submit(std::move(r)));
-    }
-    for (auto& s : running) s.completion.get();
-    // The first token of every stream comes from its prefill, not from decoding.
-    const double seconds = seconds_between(first, last);
-    const double rate = seconds > 0 ? static_cast<double>(tokens - count) / seconds : 0.0;
+    const double rate = median_of([&] {
+      std::mutex mu;
+      Clock::time_point first = Clock::time_point::max(), last{};
+      int64_t tokens = 0;
+      std::vector<generate::Submission> running;
+      for (int64_t i = 0; i < count; ++i) {
+        generate::Request r;
+        r.prompt = random_tokens(rng, info.vocab_size, 16);
+        r.options = fixed_length(stream_tokens);
+        r.on_token = [&](int32_t, std::string_view) {
+          const auto now = Clock::now();
+          std::lock_guard<std::mutex> lock(mu);
+          first = std::min(first, now);
+          last = std::max(last, now);
+          ++tokens;
+          return true;
+        };
+        running.push_back(engine.submit(std::move(r)));
+      }
+      for (auto& s : running) s.completion.get();
+      engine.clear_prefix_cache();
+      // The first token of every stream comes from its prefill, not from decoding.
+      const double seconds = seconds_between(first, last);
+      return seconds > 0 ? static_cast<double>(tokens - count) / seconds : 0.0;
+    });
     aggregate[std::to_string(count)] = rate;
     aggregate_rows.emplace_back(count, rate);
-    engine.clear_prefix_cache();
   }
 
   const double prefill_tok_s = static_cast<double>(prompt_tokens) / std::max(prefill_seconds, 1e-9);
@@ -327,6 +355,7 @@ int bench_gen(int argc, char** argv) {
                           {"weight_type", info.weight_type},
                           {"threads", threads},
                           {"load_average", load[0]},
+                          {"repetitions", repetitions},
                           {"prompt_tokens", prompt_tokens},
                           {"prefill_tok_s", prefill_tok_s},
                           {"decode_tokens", decode_tokens},
@@ -343,8 +372,8 @@ int bench_gen(int argc, char** argv) {
                           {"decode_of_read_bandwidth", decode_gb_s / std::max(read_gb_s, 1e-9)}};
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("model        %s (%s, %.2f GB), %d threads, load average %.2f\n", path.c_str(), info.weight_type.c_str(),
-                model_gb, threads, load[0]);
+    std::printf("model        %s (%s, %.2f GB), %d threads, load average %.2f, medians of %lld runs\n", path.c_str(),
+                info.weight_type.c_str(), model_gb, threads, load[0], static_cast<long long>(repetitions));
     std::printf("prefill      %8.1f tok/s   (%lld-token prompt)\n", prefill_tok_s, static_cast<long long>(prompt_tokens));
     std::printf("decode       %8.1f tok/s   (one stream, %.1f GB/s of model = %.0f%% of the %.1f GB/s memory read)\n",
                 decode_tok_s, decode_gb_s, 100.0 * decode_gb_s / std::max(read_gb_s, 1e-9), read_gb_s);
