@@ -23,7 +23,8 @@ const std::vector<std::string> kSmall = {"--prompt-tokens", "32", "--decode-toke
 TEST(E2eBenchGen, JsonHasEveryFigure) {
   TempDir dir;
   const std::string model = import_stories(dir);
-  std::vector<std::string> command = {"bench", "gen", "--model", model, "--json", "--threads", "1", "--kv-mem", "4000000"};
+  std::vector<std::string> command = {"bench", "gen", "--model", model, "--json", "--threads", "1", "--kv-mem", "4000000",
+                                      "--repetitions", "2"};
   command.insert(command.end(), kSmall.begin(), kSmall.end());
   RunResult run = run_rag(command);
   ASSERT_EQ(run.exit_code, 0) << run.err;
@@ -34,6 +35,7 @@ TEST(E2eBenchGen, JsonHasEveryFigure) {
     EXPECT_GT(j[key].get<double>(), 0.0) << key;
   }
   EXPECT_EQ(j["threads"], 1);
+  EXPECT_EQ(j["repetitions"], 2);
   // stories260K: 5 layers × K and V × 4 KV heads × 8 values × 4 bytes.
   EXPECT_EQ(j["kv_bytes_per_token"].get<double>(), 5 * 2 * 32 * 4);
   ASSERT_TRUE(j["aggregate_tok_s"].is_object());
