@@ -5,6 +5,8 @@
 #include <fstream>
 #include <random>
 
+#include <omp.h>
+
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -55,6 +57,18 @@ std::string cache_salt(const std::vector<std::string>& principals, int64_t gener
   for (const auto& p : principals) joined += "\n" + p;
   return hash_bytes(joined).hex();
 }
+
+// libgomp keeps a pool of worker threads for every thread that ever ran a parallel region, and once the
+// pools' threads outnumber the cores every barrier in the process sleeps on a futex after a few spins
+// instead of spinning. Request threads live as long as the server and run the reranker, the embedder and
+// uploads' ingestion on OpenMP, so each call that may compute hands its thread's pool back when it
+// returns (the next one starts a new pool, a thread start): otherwise a few requests' pools are enough to
+// slow every step of the generator engine, whose team is the one that should spin.
+struct ReleaseOpenMpPool {
+  ~ReleaseOpenMpPool() {
+    if (!omp_in_parallel()) omp_pause_resource_all(omp_pause_soft);
+  }
+};
 
 }  // namespace
 
@@ -110,6 +124,7 @@ std::string Service::embedder_name() const { return impl_->embedder ? impl_->emb
 
 Answer Service::ask(const AskRequest& request, const Principal& principal, const TextCallback& on_text,
                     const RequestControl& control) {
+  const ReleaseOpenMpPool release;
   const Config& config = impl_->config;
   const auto start = Clock::now();
   const std::string question = collapse_whitespace(request.question);
@@ -237,6 +252,7 @@ Answer Service::ask(const AskRequest& request, const Principal& principal, const
 }
 
 SearchResult Service::search(const std::string& query, int k, const Principal& principal) {
+  const ReleaseOpenMpPool release;
   const Config& config = impl_->config;
   if (collapse_whitespace(query).empty()) fail(Errc::kInvalidArgument, "search: the query is empty");
   if (query.size() > config.max_question_bytes)
@@ -309,6 +325,7 @@ ChatResult Service::chat(const ChatRequest& request, const TextCallback& on_text
 }
 
 std::vector<std::vector<float>> Service::embed(const std::vector<std::string>& texts) {
+  const ReleaseOpenMpPool release;
   if (!impl_->embedder) fail(Errc::kUnsupported, "embeddings: no embedder model is loaded (start the server with --embed-model)");
   if (texts.empty()) fail(Errc::kInvalidArgument, "embeddings: input is empty");
   if (texts.size() > 256) fail(Errc::kInvalidArgument, "embeddings: {} inputs; at most 256 per request", texts.size());
@@ -343,6 +360,7 @@ std::string uploads_dir(const std::string& data_dir) { return (fs::absolute(data
 }  // namespace
 
 DocumentInfo Service::upload(const DocumentUpload& upload) {
+  const ReleaseOpenMpPool release;
   const Config& config = impl_->config;
   if (!valid_name_part(upload.name) || upload.name.front() == '.')
     fail(Errc::kInvalidArgument, "upload: name '{}' must be 1-100 letters, digits, '.', '-', '_' and not start with '.'",

@@ -1,8 +1,10 @@
 // `rag serve` end to end: the binary on the sample corpus (ingested with a tiny embedder), a keys file, a tiny
 // random-weight generator; requests over loopback from a plain socket client.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -15,6 +17,7 @@ namespace rag::test {
 namespace {
 
 using json = nlohmann::json;
+namespace fs = std::filesystem;
 
 const std::string kHrKey = "hr-key-0123456789abcdef";      // maya.okafor, group hr: may read hr/
 const std::string kEngKey = "eng-key-0123456789abcdef";    // sam, groups eng + everyone: not hr/
@@ -77,7 +80,9 @@ TEST_F(E2eServe, PermissionsHoldOnEveryRoute) {
                           {{"model", "rag"}, {"stream", stream}, {"messages", {{{"role", "user"}, {"content", question}}}}}, kEngKey);
     ASSERT_EQ(chat.status, 200) << chat.body;
     EXPECT_EQ(chat.body.find("/hr/"), std::string::npos) << chat.body;
-    if (stream) EXPECT_NE(chat.body.find("data: [DONE]\n\n"), std::string::npos);
+    if (stream) {
+      EXPECT_NE(chat.body.find("data: [DONE]\n\n"), std::string::npos);
+    }
   }
   HttpReply maya = post(port, "/v1/ask", {{"question", question}}, kHrKey);
   ASSERT_EQ(maya.status, 200);
@@ -97,6 +102,30 @@ TEST_F(E2eServe, PermissionsHoldOnEveryRoute) {
   EXPECT_EQ(log.find(kEngKey), std::string::npos);
   EXPECT_EQ(log.find("birth parent"), std::string::npos);
   EXPECT_NE(log.find("/v1/ask 200 user=sam"), std::string::npos) << log;
+}
+
+// Request threads run the embedder (and reranker) on OpenMP, and libgomp keeps a pool of worker threads
+// behind every thread that ran a parallel region: for the server's life, and once pool threads outnumber the
+// cores every barrier in the process, the generator engine's included, sleeps instead of spinning. Each
+// request hands its pool back, so embedding requests over several connections leave no thread behind.
+TEST_F(E2eServe, RequestsLeaveNoOpenMpThreadsBehind) {
+  if (omp_get_num_procs() < 2) GTEST_SKIP() << "one core: OpenMP starts no worker threads";
+  ServeProcess serve(serve_args());
+  const int port = serve.port();
+  auto threads = [&] {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& task : fs::directory_iterator("/proc/" + std::to_string(serve.pid()) + "/task")) ++n;
+    return n;
+  };
+  // Enough text that the embedder's products split across the team.
+  json inputs = json::array();
+  for (int i = 0; i < 64; ++i)
+    inputs.push_back("travel policy expenses receipts approval manager reimbursement within thirty days " + std::to_string(i));
+  // The server's own threads (its HTTP workers among them) all run once it has answered.
+  ASSERT_EQ(http_request(port, "GET", "/readyz").status, 200);
+  const size_t before = threads();
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(post(port, "/v1/embeddings", {{"input", inputs}}, kEngKey).status, 200);
+  EXPECT_LE(threads(), before);
 }
 
 // SIGTERM while a streamed answer is being generated: the stream still ends with its summary event and the

@@ -19,6 +19,7 @@ class ServeProcess {
   ServeProcess(const ServeProcess&) = delete;
   ServeProcess& operator=(const ServeProcess&) = delete;
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   // SIGTERM, then waits; returns the exit status (128 + signal when killed).
   int terminate();
   std::string log() const;
