@@ -24,6 +24,7 @@
 #include "generate/engine.h"
 #include "generate/generate.h"
 #include "index/index.h"
+#include "nn/kernels.h"
 
 namespace rag::cli {
 namespace {
@@ -282,11 +283,8 @@ int bench_gen(int argc, char** argv) {
     return seconds;
   });
 
-  // libgomp keeps a thread pool for every thread that ever ran a parallel region, and once the pools' threads
-  // outnumber the cores every barrier in the process sleeps on a futex after 100 spins instead of spinning:
-  // the pool the direct runs above left on this thread cut the engine's single stream from about 125 to
-  // 77 tok/s (Q4_0). Released here, so that the engine thread's team is the only one.
-  if (omp_pause_resource_all(omp_pause_soft) != 0) spdlog::warn("bench gen: OpenMP kept its threads");
+  // The direct runs above left an OpenMP pool on this thread; the engine thread's team must be the only one.
+  if (!nn::release_openmp_threads()) spdlog::warn("bench gen: OpenMP kept its threads");
   generate::Engine engine(model, engine_options);
   const double kv_bytes_per_token =
       static_cast<double>(engine.block_bytes()) / static_cast<double>(engine.stats().block_tokens);

@@ -240,6 +240,10 @@ std::string_view simd_level_name(SimdLevel level) {
   return "portable";
 }
 
+bool release_openmp_threads() {
+  return !omp_in_parallel() && omp_pause_resource_all(omp_pause_soft) == 0;
+}
+
 void set_simd_level(SimdLevel level) {
   if (level > simd_level_supported()) {
     fail(Errc::kUnsupported, "kernels: this CPU does not support {} (best: {})", simd_level_name(level),

@@ -143,6 +143,15 @@ void add(const float* a, const float* b, float* y, int64_t n);
 void mul(const float* a, const float* b, float* y, int64_t n);
 void scale(const float* x, float s, float* y, int64_t n);
 
+// Hands the calling thread's OpenMP worker threads back. libgomp keeps a pool of them behind every thread
+// that ever ran a parallel region, for that thread's life, and once the pools' threads outnumber the cores
+// every barrier in the process sleeps on a futex after a few spins instead of spinning: in rag bench gen a
+// leftover pool cut the generator engine's one stream from 114 to 77 tok/s (Q4_0). For long-lived threads
+// that compute now and then (request threads, a benchmark's main thread) so that the engine's team is the
+// one left spinning; the next parallel region starts a new pool. Only the caller's pool goes (libgomp's
+// gomp_pause_host); inside a parallel region nothing happens. False when the runtime kept the threads.
+bool release_openmp_threads();
+
 // The instruction set the kernels use. Chosen once, on first use: the best the CPU supports, capped by
 // RAG_SIMD, logged once.
 enum class SimdLevel { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };

@@ -5,13 +5,12 @@
 #include <fstream>
 #include <random>
 
-#include <omp.h>
-
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/text.h"
 #include "index/index.h"
+#include "nn/kernels.h"
 #include "rerank/rerank.h"
 #include "retrieve/retrieve.h"
 #include "server/generator.h"
@@ -58,17 +57,12 @@ std::string cache_salt(const std::vector<std::string>& principals, int64_t gener
   return hash_bytes(joined).hex();
 }
 
-// libgomp keeps a pool of worker threads for every thread that ever ran a parallel region, and once the
-// pools' threads outnumber the cores every barrier in the process sleeps on a futex after a few spins
-// instead of spinning (in rag bench gen a leftover pool cut the engine's one stream from 114 to 77 tok/s).
 // Request threads live as long as the server and run the reranker, the embedder and uploads' ingestion on
-// OpenMP, so each call that may compute hands its thread's pool back when it returns; the next one starts
-// a new pool (a thread start). Without it every HTTP worker kept an idle thread; the engine's decode rate
+// OpenMP, so each call that may compute hands its thread's OpenMP pool back when it returns
+// (nn::release_openmp_threads). Without it every HTTP worker kept an idle thread; the engine's decode rate
 // in rag serve after reranked searches measured the same either way (82-86 tok/s, tiny reranker).
 struct ReleaseOpenMpPool {
-  ~ReleaseOpenMpPool() {
-    if (!omp_in_parallel()) omp_pause_resource_all(omp_pause_soft);
-  }
+  ~ReleaseOpenMpPool() { nn::release_openmp_threads(); }
 };
 
 }  // namespace
