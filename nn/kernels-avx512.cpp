@@ -13,8 +13,12 @@
 // row's lane, and 8 of them give 16 rows' complete block sums at once, without any horizontal reduction.
 // The zero offset o leaves through the activations' ds (kernels-impl.h):
 //   y[t][r] = Σ_b d_w[r][b] · (d_x[t][b] · Σ u_w q_x  −  o · ds[t][b])
-// Eight tokens share each load of packed weights; their eight accumulators are independent chains, which
-// hides vpdpbusd's latency.
+// Eight tokens share each load of packed weights. Two things keep vpdpbusd, which shares its pipes with the
+// FMAs, busy (bench/kernels BM_Matmul Q4_0 and Q8_0 4864×896, 512 tokens: 595-610 -> 660-670 GFLOP/s):
+//   - a block's 8 products per token run as 4 chains of 2, added at the end (integer adds take other
+//     pipes): one chain of 8 waited 8 latencies, and the waiting vpdpbusd filled the scheduler;
+//   - o · ds comes from the scratch, computed for a step's tokens in one vector loop; in the inner loop its
+//     scalar multiply and broadcast took the FMA pipes once per token and block.
 #include "nn/kernels-x86.h"
 
 // GCC 12 warns inside its own intrinsics (_mm512_cvtepi32_ps and others pass _mm512_undefined_*() through).
@@ -37,7 +41,10 @@ int64_t packed_tile_bytes(int64_t cols) {
   return blocks * (kPackedBlockBytes + kTileRows * static_cast<int64_t>(sizeof(float)));
 }
 
-int64_t tile_scratch_bytes(int64_t cols) { return kGroupTiles * packed_tile_bytes(cols); }
+// The packed tiles, then o · ds for one step's tokens (kTileTokens × blocks floats).
+int64_t tile_scratch_bytes(int64_t cols) {
+  return kGroupTiles * packed_tile_bytes(cols) + kTileTokens * (cols / kQuantBlock) * static_cast<int64_t>(sizeof(float));
+}
 
 // A token count as a type, to pick tile_tokens<T> from a generic lambda (no <type_traits> in ISA files).
 template <int T>
@@ -53,7 +60,11 @@ inline uint32_t load_u32(const uint8_t* p) {
 
 // Repacks rows [r0, r0 + rows) (rows ≤ 16) into the layout above: per block a 16 × 8 dword transpose done
 // with in-lane unpacks (a gather per group cost more than an 8-token product). Rows past `rows` read a
-// zero block instead of memory and pack as zeros with scale 0; their outputs are masked off.
+// zero block instead of memory and pack as zeros with scale 0; their outputs are masked off. The 16 scales
+// of a block do come in one gather (the dword at each row's block start, its low half the scale): as 16
+// two-byte stores read back as one vector, each block waited for the stores to land (no store forwarding
+// from narrow stores to a wide load), half of a Q4_0 pack. bench/kernels BM_DecodeBatch tiles, n = 2,
+// 4864×896, nearly all packing: Q4_0 280 -> 145 µs, Q8_0 210-225 -> 183 µs.
 alignas(64) constexpr uint8_t kZeroBlock[64] = {};
 
 void pack_tile(TensorType type, const uint8_t* w, int64_t stride, int64_t r0, int64_t rows, int64_t blocks,
@@ -66,14 +77,14 @@ void pack_tile(TensorType type, const uint8_t* w, int64_t stride, int64_t r0, in
     row[r] = r < rows ? w + (r0 + r) * stride : kZeroBlock;
     step[r] = r < rows ? block_bytes : 0;
   }
+  const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(static_cast<int>(stride)));
+  const auto valid = static_cast<__mmask16>((1u << rows) - 1);
   for (int64_t b = 0; b < blocks; ++b) {
     const uint8_t* at[kTileRows];
-    alignas(32) uint16_t d[kTileRows];
-    for (int r = 0; r < kTileRows; ++r) {
-      at[r] = row[r] + b * step[r];
-      __builtin_memcpy(&d[r], at[r], sizeof(uint16_t));
-    }
-    _mm512_store_ps(scales + b * kTileRows, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(d))));
+    for (int r = 0; r < kTileRows; ++r) at[r] = row[r] + b * step[r];
+    const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, index, w + r0 * stride + b * block_bytes, 1);
+    _mm512_store_ps(scales + b * kTileRows, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
     auto* out = reinterpret_cast<__m512i*>(packed + b * kPackedBlockBytes);
     if (q8) {
       // z[i] = [row a_i | row b_i], a = 0..3, 8..11 and b = 4..7, 12..15, so that the lane shuffle at the end
@@ -124,11 +135,26 @@ void pack_tile(TensorType type, const uint8_t* w, int64_t stride, int64_t r0, in
   }
 }
 
+// Σ_i u[i] q[i] over one block: w[g] the 16 rows' bytes 4g .. 4g + 3 as unsigned, xq the token's 32 int8
+// values, for the tile kernel. Four chains of two vpdpbusd rather than one of eight (see the top of the file;
+// the matvec kernels, busy transposing, gained nothing from it: Q8_0 8 tokens lost 4%); integer sums are
+// exact, so the grouping changes no bit.
+__attribute__((always_inline)) inline __m512i block_sum(const __m512i* w, const uint8_t* xq) {
+  __m512i s[4];
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g)
+    s[g] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[g], _mm512_set1_epi32(static_cast<int>(load_u32(xq + 4 * g))));
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g)
+    s[g] = _mm512_dpbusd_epi32(s[g], w[g + 4], _mm512_set1_epi32(static_cast<int>(load_u32(xq + 16 + 4 * g))));
+  return _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
+}
+
 // y[t][r0 .. r0 + 16) for T tokens from t0, over a packed tile; `rows` masks the store of a partial tile.
+// ods[j * blocks + b] is o · ds of token t0 + j's block b.
 template <int T>
-void tile_tokens(const uint8_t* packed, const float* scales, int64_t blocks, Q8Matrix x, int64_t t0, float offset,
+void tile_tokens(const uint8_t* packed, const float* scales, int64_t blocks, Q8Matrix x, int64_t t0, const float* ods,
                  float* y, int64_t ldy, int64_t r0, __mmask16 rows) {
-  const int64_t per_token = x.k / kQuantBlock;
   __m512 acc[T];
 #pragma GCC unroll 8
   for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
@@ -141,15 +167,9 @@ void tile_tokens(const uint8_t* packed, const float* scales, int64_t blocks, Q8M
 #pragma GCC unroll 8
     for (int j = 0; j < T; ++j) {
       const int64_t t = t0 + j;
-      const int8_t* xq = x.qs + t * x.k + b * kQuantBlock;
-      __m512i sum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int g = 0; g < 8; ++g) {
-        sum = _mm512_dpbusd_epi32(sum, w[g], _mm512_set1_epi32(static_cast<int>(load_u32(reinterpret_cast<const uint8_t*>(xq + 4 * g)))));
-      }
-      const int64_t xb = t * per_token + b;
-      const __m512 block = _mm512_fmsub_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(x.d[xb]),
-                                           _mm512_set1_ps(offset * x.ds[xb]));
+      const __m512i sum = block_sum(w, reinterpret_cast<const uint8_t*>(x.qs + t * x.k + b * kQuantBlock));
+      const __m512 block = _mm512_fmsub_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(x.d[t * blocks + b]),
+                                           _mm512_set1_ps(ods[j * blocks + b]));
       acc[j] = _mm512_fmadd_ps(dw, block, acc[j]);
     }
   }
@@ -164,6 +184,7 @@ void avx512_matmul_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8
       blocks * static_cast<int64_t>(type == TensorType::kQ8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0));
   const float offset = type == TensorType::kQ8_0 ? 128.0f : 8.0f;
   const int64_t tile_bytes = packed_tile_bytes(x.k);
+  float* ods = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + kGroupTiles * tile_bytes);
   for (int64_t group = r0; group < r1; group += kGroupTiles * kTileRows) {
     const int64_t group_end = group + kGroupTiles * kTileRows < r1 ? group + kGroupTiles * kTileRows : r1;
     const int64_t tiles = (group_end - group + kTileRows - 1) / kTileRows;
@@ -175,12 +196,14 @@ void avx512_matmul_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8
                 reinterpret_cast<float*>(packed + blocks * kPackedBlockBytes));
     }
     auto for_tiles = [&](auto tokens, int64_t t) {
+      constexpr int kTokens = decltype(tokens)::kCount;
+      for (int64_t i = 0; i < kTokens * blocks; ++i) ods[i] = offset * x.ds[t * blocks + i];
       for (int64_t i = 0; i < tiles; ++i) {
         const int64_t r = group + i * kTileRows;
         const int64_t rows = group_end - r < kTileRows ? group_end - r : kTileRows;
         const auto* packed = static_cast<const uint8_t*>(scratch) + i * tile_bytes;
-        tile_tokens<decltype(tokens)::kCount>(packed, reinterpret_cast<const float*>(packed + blocks * kPackedBlockBytes),
-                                             blocks, x, t, offset, y, ldy, r, static_cast<__mmask16>((1u << rows) - 1));
+        tile_tokens<kTokens>(packed, reinterpret_cast<const float*>(packed + blocks * kPackedBlockBytes), blocks, x, t,
+                             ods, y, ldy, r, static_cast<__mmask16>((1u << rows) - 1));
       }
     };
     // The next group's weight rows (contiguous bytes) are prefetched into L2 while this group computes,

@@ -236,7 +236,7 @@ TEST_F(KernelsTest, Int8TileKernelEqualsMatvecBitForBitAtAvx512) {
   for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{3, 64}, {40, 96}, {17, 4096 + 32}}) {
       const TestMatrix m = make_matrix(type, rows, cols, static_cast<uint32_t>(rows * 5 + cols));
-      for (int64_t n : {2, 8, 9, 33}) {
+      for (int64_t n : {2, 8, 9, 13, 33}) {
         SCOPED_TRACE(testing::Message() << tensor_type_name(type) << " " << rows << "x" << cols << " n=" << n);
         const std::vector<float> x = random_floats(n * cols, static_cast<uint32_t>(n * 7 + cols));
         std::vector<float> tiles(static_cast<size_t>(n * rows), NAN), single(tiles.size(), NAN);
