@@ -337,8 +337,13 @@ RAG_TARGET_BF16 void avx512_attention_block_bf16(int64_t rows, int64_t hd, int64
       s[j] = _mm512_mask_blend_ps(seen, minus_inf, s[j]);
       new_max = _mm512_max_ps(new_max, s[j]);
     }
-    const __m512 alpha = exp_ps512(_mm512_sub_ps(old_max, new_max));
-    __m512 l = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, sum + r0), alpha);
+    // Where no row's maximum moved, α is exactly 1 (exp_ps512(0) is 1.0f) and the rescale of O and l is
+    // skipped, bits unchanged: past a sequence's first blocks most blocks raise no maximum (bench/kernels
+    // BM_Attention bf16, 224 rows × 2000 keys: 0.753-0.763 -> 0.739-0.747 ms on random scores).
+    const bool moved = _mm512_mask_cmp_ps_mask(lanes, new_max, old_max, _CMP_NEQ_UQ) != 0;
+    const __m512 alpha = moved ? exp_ps512(_mm512_sub_ps(old_max, new_max)) : _mm512_set1_ps(1.0f);
+    __m512 l = _mm512_maskz_loadu_ps(lanes, sum + r0);
+    if (moved) l = _mm512_mul_ps(l, alpha);
     for (int64_t j = 0; j < keys; ++j) {
       s[j] = exp_ps512(_mm512_sub_ps(s[j], new_max));
       l = _mm512_add_ps(l, s[j]);
@@ -353,7 +358,10 @@ RAG_TARGET_BF16 void avx512_attention_block_bf16(int64_t rows, int64_t hd, int64
     for (; c + 8 <= hd; c += 8) {
       __m512 acc[8];
 #pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u) acc[u] = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, out_t + (c + u) * ld + r0), alpha);
+      for (int u = 0; u < 8; ++u) {
+        acc[u] = _mm512_maskz_loadu_ps(lanes, out_t + (c + u) * ld + r0);
+        if (moved) acc[u] = _mm512_mul_ps(acc[u], alpha);
+      }
       for (int64_t i = 0; i < key_pairs; ++i) {
         const __m512bh pi = reinterpret_cast<__m512bh>(p[i]);
 #pragma GCC unroll 8
@@ -364,7 +372,8 @@ RAG_TARGET_BF16 void avx512_attention_block_bf16(int64_t rows, int64_t hd, int64
       for (int u = 0; u < 8; ++u) _mm512_mask_storeu_ps(out_t + (c + u) * ld + r0, lanes, acc[u]);
     }
     for (; c < hd; ++c) {
-      __m512 acc = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, out_t + c * ld + r0), alpha);
+      __m512 acc = _mm512_maskz_loadu_ps(lanes, out_t + c * ld + r0);
+      if (moved) acc = _mm512_mul_ps(acc, alpha);
       for (int64_t i = 0; i < key_pairs; ++i)
         acc = _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh>(p[i]),
                                reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(vp[i][c]))));
