@@ -191,6 +191,19 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
+// Resets a reused statement when its caller is done with it: a SELECT left on a row keeps its read
+// transaction open, pinning the connection to an old snapshot and holding back WAL checkpoints.
+class ResetWhenDone {
+ public:
+  explicit ResetWhenDone(Statement& s) : s_(s) {}
+  ~ResetWhenDone() { s_.reset(); }
+  ResetWhenDone(const ResetWhenDone&) = delete;
+  ResetWhenDone& operator=(const ResetWhenDone&) = delete;
+
+ private:
+  Statement& s_;
+};
+
 constexpr const char* kDocumentColumns =
     "id, root, path, type, title, size, mtime_ns, content_hash, status, coalesce(error, ''), page_count, "
     "chunk_count, ingested_at, coalesce(removed_change, 0)";
@@ -239,7 +252,9 @@ struct Catalog::Impl {
   int64_t changes_at_begin = 0;
   int64_t next_change = 0;  // the change counter the open transaction commits as (stamps rows it touches)
 
-  // Prepared statements of the write path, by their SQL text's address (string literals only).
+  // Prepared statements reused across calls, by their SQL text's address (string literals, or static strings
+  // built once). Lookups reuse them too: preparing the chunk, document and ACL queries on every call was about
+  // half of hydrating a query's results (bench/retrieval, 10k chunks: hydrate 0.59-0.73 -> 0.30-0.51 ms).
   std::unordered_map<const char*, std::unique_ptr<Statement>> statements;
 
   // Here rather than in ~Catalog so a constructor that throws after opening still closes the handle.
@@ -275,7 +290,8 @@ struct Catalog::Impl {
     return s.step() ? s.int64(0) : 0;
   }
   std::vector<std::string> acl_of(int64_t doc_id) {
-    Statement s(db, path, "SELECT principal FROM acl_entries WHERE doc_id = ? ORDER BY principal");
+    Statement& s = cached("SELECT principal FROM acl_entries WHERE doc_id = ? ORDER BY principal");
+    const ResetWhenDone done(s);
     s.bind(1, doc_id);
     std::vector<std::string> out;
     while (s.step()) out.push_back(s.text(0));
@@ -339,13 +355,18 @@ Catalog::~Catalog() = default;
 int Catalog::schema_version() const { return static_cast<int>(impl_->scalar("PRAGMA user_version")); }
 
 std::optional<DocumentRecord> Catalog::document(int64_t doc_id) const {
-  Statement s(impl_->db, impl_->path, fmt::format("SELECT {} FROM documents WHERE id = ?", kDocumentColumns).c_str());
+  static const std::string sql = fmt::format("SELECT {} FROM documents WHERE id = ?", kDocumentColumns);
+  Statement& s = impl_->cached(sql.c_str());
+  const ResetWhenDone done(s);
   s.bind(1, doc_id);
   return impl_->one_document(s);
 }
 
 std::optional<DocumentRecord> Catalog::document_by_path(const std::string& path) const {
-  Statement s(impl_->db, impl_->path, fmt::format("SELECT {} FROM documents WHERE path = ? AND removed_change IS NULL", kDocumentColumns).c_str());
+  static const std::string sql =
+      fmt::format("SELECT {} FROM documents WHERE path = ? AND removed_change IS NULL", kDocumentColumns);
+  Statement& s = impl_->cached(sql.c_str());
+  const ResetWhenDone done(s);
   s.bind(1, path);
   return impl_->one_document(s);
 }
@@ -378,7 +399,9 @@ std::vector<DocumentRecord> Catalog::documents_under(const std::string& root) co
 }
 
 std::optional<ChunkRecord> Catalog::chunk(int64_t chunk_id) const {
-  Statement s(impl_->db, impl_->path, fmt::format("SELECT {} FROM chunks WHERE id = ?", kChunkColumns).c_str());
+  static const std::string sql = fmt::format("SELECT {} FROM chunks WHERE id = ?", kChunkColumns);
+  Statement& s = impl_->cached(sql.c_str());
+  const ResetWhenDone done(s);
   s.bind(1, chunk_id);
   if (!s.step()) return std::nullopt;
   return read_chunk(s);

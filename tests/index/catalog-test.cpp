@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "common/error.h"
 #include "index/index.h"
 #include "tests/support/support.h"
@@ -130,6 +132,46 @@ TEST(Catalog, ChunkIdsAreNeverReusedAndReplacementReportsTheOldOnes) {
   EXPECT_FALSE(catalog.chunk(second[0]).has_value());
   EXPECT_FALSE(catalog.document(doc).has_value());
   EXPECT_EQ(catalog.chunk_count(), 1);
+}
+
+// Lookups reuse their prepared statements; each must end its read when it returns, or the reader would
+// stay on the snapshot of that lookup and never see what a writer commits later (and hold back the writer's
+// WAL checkpoints meanwhile). Each round: one kind of lookup, a commit, then the other kinds must see it.
+TEST(Catalog, AReadersReusedLookupsSeeLaterCommits) {
+  test::TempDir dir;
+  const std::string path = dir / "catalog.db";
+  Catalog writer(path, Catalog::Mode::kWrite);
+  Catalog reader(path, Catalog::Mode::kRead);
+  std::vector<int64_t> removed;
+  struct Added {
+    int64_t doc = 0, chunk = 0;
+    std::string path;
+  };
+  auto add = [&](int i) {
+    Added a;
+    a.path = "/r/" + std::to_string(i) + ".txt";
+    writer.begin();
+    a.doc = writer.put_document(make_doc(a.path));
+    a.chunk = writer.replace_chunks(a.doc, {make_chunk(0, "text " + std::to_string(i))}, removed).at(0);
+    writer.commit();
+    return a;
+  };
+  const std::vector<std::function<bool(const Added&)>> lookups = {
+      [&](const Added& a) {
+        auto d = reader.document(a.doc);
+        return d.has_value() && d->acl == std::vector<std::string>{"group:eng", "user:ann"};
+      },
+      [&](const Added& a) { return reader.document_by_path(a.path).has_value(); },
+      [&](const Added& a) { return reader.chunk(a.chunk).has_value(); },
+  };
+  Added last = add(0);
+  for (size_t first = 0; first < lookups.size(); ++first) {
+    SCOPED_TRACE(testing::Message() << "after lookup " << first);
+    ASSERT_TRUE(lookups[first](last));
+    last = add(static_cast<int>(first) + 1);
+    for (size_t other = 0; other < lookups.size(); ++other)
+      if (other != first) EXPECT_TRUE(lookups[other](last)) << "lookup " << other;
+  }
 }
 
 TEST(Catalog, ARemovedPathComesBackUnderItsOldRow) {
