@@ -77,6 +77,7 @@ void pack_tile(TensorType type, const uint8_t* w, int64_t stride, int64_t r0, in
     row[r] = r < rows ? w + (r0 + r) * stride : kZeroBlock;
     step[r] = r < rows ? block_bytes : 0;
   }
+  // Byte offsets of the 16 rows as int32: 15 strides fit while a row is under 143 MB.
   const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32(static_cast<int>(stride)));
   const auto valid = static_cast<__mmask16>((1u << rows) - 1);
