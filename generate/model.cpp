@@ -310,9 +310,7 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
         const float* qh = q + h * hd;
         const int64_t r = t * group + h;
         if (bf16) {
-          for (int64_t i = 0; i < pairs; ++i)
-            q_pairs[i * rows + r] = nn::f32_to_bf16(qh[2 * i] * scale) |
-                                    static_cast<uint32_t>(nn::f32_to_bf16(qh[2 * i + 1] * scale)) << 16;
+          nn::f32_to_bf16_pairs(qh, scale, pairs, q_pairs + r, rows);
         } else {
           for (int64_t d = 0; d < hd; ++d) q_t[d * rows + r] = qh[d] * scale;
         }

@@ -540,6 +540,53 @@ void avx512_matvec_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8
   }
 }
 
+// SiLU and SwiGLU in 16 lanes: exp_ps's arithmetic (Cephes' range reduction and degree-5 polynomial, about
+// 2 ulp; 0 below -87.3, saturating at exp(88)) with vscalefps for the 2^n, and the division as vrcp14ps plus
+// one Newton step (relative error near 2^-28, under float's rounding). The AVX2 body's vdivps alone took
+// as long as the rest of it. bench/kernels BM_Swiglu 4864: see the commit.
+inline __m512 exp_ps512_full(__m512 x) {
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.0f));
+  const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+  return _mm512_maskz_scalef_ps(keep, p, fx);
+}
+
+// x * sigmoid(x).
+inline __m512 silu_ps512(__m512 x) {
+  const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp_ps512_full(_mm512_sub_ps(_mm512_setzero_ps(), x)));
+  const __m512 r = _mm512_rcp14_ps(d);
+  return _mm512_mul_ps(x, _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f))));
+}
+
+void avx512_silu(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, silu_ps512(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = first_lanes(n - i);
+    _mm512_mask_storeu_ps(y + i, m, silu_ps512(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+void avx512_swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_mul_ps(silu_ps512(_mm512_loadu_ps(gate + i)), _mm512_loadu_ps(up + i)));
+  if (i < n) {
+    const __mmask16 m = first_lanes(n - i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(silu_ps512(_mm512_maskz_loadu_ps(m, gate + i)), _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
 float avx512_dot_q8_0(const BlockQ8_0* w, Q8Vector x, int64_t n) {
   float y;
   avx512_matvec_rows(w, 0, 1, Q8Matrix{x.qs, x.d, x.ds, n}, 1, &y, 1, 128.0f);
@@ -557,7 +604,7 @@ const KernelTable kAvx512Kernels = {
     "avx512",        x86_dot_f32,        x86_dot_f16,        x86_dot_bf16,
     avx512_dot_q8_0, avx512_dot_q4_0,    x86_quantize_q8,    x86_row_to_f32,
     avx512_matmul_q8, tile_scratch_bytes, true, avx512_matvec_q8, x86_rms_norm,      x86_layer_norm,
-    x86_softmax,     x86_silu,           x86_swiglu,         x86_gelu,
+    x86_softmax,     avx512_silu,        avx512_swiglu,      x86_gelu,
     x86_gelu_tanh,   x86_add,            x86_mul,            x86_scale,
     x86_axpy,        x86_attention_block, avx512_attention_block_bf16, x86_scan_u4,
 };

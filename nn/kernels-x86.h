@@ -370,11 +370,11 @@ void x86_softmax(float* x, int64_t n) {
   map1(x, x, n, [&](__m256 v) { return _mm256_mul_ps(v, inverse); });
 }
 
-void x86_silu(const float* x, float* y, int64_t n) {
+[[maybe_unused]] void x86_silu(const float* x, float* y, int64_t n) {
   map1(x, y, n, [](__m256 v) { return x_sigmoid(v, v); });
 }
 
-void x86_swiglu(const float* gate, const float* up, float* y, int64_t n) {
+[[maybe_unused]] void x86_swiglu(const float* gate, const float* up, float* y, int64_t n) {
   map2(gate, up, y, n, [](__m256 g, __m256 u) { return _mm256_mul_ps(x_sigmoid(g, g), u); });
 }
 

@@ -181,6 +181,11 @@ uint16_t f32_to_bf16(float f) {
   return static_cast<uint16_t>((u + (0x7fff + ((u >> 16) & 1))) >> 16);
 }
 
+void f32_to_bf16_pairs(const float* x, float scale, int64_t pairs, uint32_t* out, int64_t stride) {
+  for (int64_t i = 0; i < pairs; ++i)
+    out[i * stride] = f32_to_bf16(x[2 * i] * scale) | static_cast<uint32_t>(f32_to_bf16(x[2 * i + 1] * scale)) << 16;
+}
+
 void quantize_row(TensorType type, const float* x, void* out, int64_t n) {
   RAG_ASSERT(n >= 0 && static_cast<size_t>(n) % block_size(type) == 0);
   switch (type) {

@@ -46,6 +46,9 @@ float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);     // round to nearest even
 float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);    // round to nearest even
+// out[i * stride] = f32_to_bf16(x[2i] * scale) | f32_to_bf16(x[2i + 1] * scale) << 16 for i < pairs: the
+// query pairs of BF16 attention (nn::AttentionBlock::q_pairs), in one call rather than two per pair.
+void f32_to_bf16_pairs(const float* x, float scale, int64_t pairs, uint32_t* out, int64_t stride);
 
 // Converts n floats (n a multiple of block_size(type)) into `type`'s layout, as ggml does (same scales,
 // same rounding), so files we quantize match llama.cpp's bit for bit.

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "nn/kernels-impl.h"
 
 namespace rag::nn {
 namespace {
@@ -400,6 +401,41 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_NEAR(got[i], want[i], 1e-5 * std::fabs(want[i]) + abs_tolerance) << what << " at " << i;
+  }
+}
+
+// Activations in int8 form are the same bytes, scales and sums at every level (the matvec kernels of one
+// level then agree with another's up to their summation order): blocks of random magnitudes, an all-zero
+// block, exact ties (amax 127 makes the scale 1, so 2.5 and -3.5 round to even), and extremes.
+TEST_F(KernelsTest, ActivationQuantizationIsThePortableBytesAtEveryLevel) {
+  std::vector<float> x = random_floats(32 * 40, 5, 3.0f);
+  for (int64_t b = 0; b < 40; ++b)
+    for (int64_t i = 0; i < 32; ++i) x[b * 32 + i] *= std::pow(10.0f, static_cast<float>(b % 9) - 4.0f);
+  std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+  x[64] = 127.0f, x[65] = 2.5f, x[66] = -3.5f, x[67] = 0.5f, x[68] = -0.0f;
+  x[96] = 1e30f, x[97] = -1e30f, x[98] = 1e-30f;
+  x[128] = 1e-38f, x[129] = -2e-38f;  // subnormal scale
+  const int64_t n = static_cast<int64_t>(x.size()), blocks = n / 32;
+  auto quantize = [&](const KernelTable& k) {
+    std::vector<int8_t> qs(x.size());
+    std::vector<float> d(static_cast<size_t>(blocks)), ds(static_cast<size_t>(blocks));
+    k.quantize_q8(x.data(), n, qs.data(), d.data(), ds.data());
+    return std::make_tuple(qs, d, ds);
+  };
+  const auto [qs, d, ds] = quantize(kPortableKernels);
+  EXPECT_EQ(qs[64], 127);
+  EXPECT_EQ(qs[65], 2);
+  EXPECT_EQ(qs[66], -4);
+  EXPECT_EQ(qs[67], 0);
+  EXPECT_EQ(d[1], 0.0f);
+  std::vector<const KernelTable*> tables;
+  if (simd_level_supported() >= SimdLevel::kAvx2) tables.push_back(&kAvx2Kernels);
+  if (simd_level_supported() >= SimdLevel::kAvx512) tables.push_back(&kAvx512Kernels);
+  for (const KernelTable* k : tables) {
+    const auto [q2, d2, ds2] = quantize(*k);
+    EXPECT_EQ(q2, qs) << k->name;
+    EXPECT_EQ(std::memcmp(d2.data(), d.data(), d.size() * sizeof(float)), 0) << k->name;
+    EXPECT_EQ(std::memcmp(ds2.data(), ds.data(), ds.size() * sizeof(float)), 0) << k->name;
   }
 }
 

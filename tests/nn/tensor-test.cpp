@@ -138,6 +138,20 @@ TEST(Tensor, Bf16KnownValues) {
   }
 }
 
+// The attention's query pairs: scaled, rounded as f32_to_bf16 does, the even element in the low half, one
+// pair every `stride` words (the slots between are left alone).
+TEST(Tensor, Bf16PairsAreScaledRoundedAndStrided) {
+  const std::vector<float> x = {1.0f, -3.0f, 0.1f, 7.5f, bits_float(0x3f808000), 1e-30f};
+  std::vector<uint32_t> out(3 * 4, 0xDEADBEEF);
+  f32_to_bf16_pairs(x.data(), 0.5f, 3, out.data(), 4);
+  for (int64_t i = 0; i < 3; ++i) {
+    const uint32_t want = f32_to_bf16(x[2 * i] * 0.5f) | static_cast<uint32_t>(f32_to_bf16(x[2 * i + 1] * 0.5f)) << 16;
+    EXPECT_EQ(out[i * 4], want) << i;
+    for (int64_t j = 1; j < 4; ++j) EXPECT_EQ(out[i * 4 + j], 0xDEADBEEFu) << i << " " << j;
+  }
+  EXPECT_EQ(out[0], 0xBFC03F00u);  // (0.5, -1.5)
+}
+
 TEST(Tensor, Q8_0HandComputedBlock) {
   // amax is 127, so d = 1 and q = roundf(x): halves round away from zero.
   float x[32] = {127.0f, -127.0f, 0.5f, -0.5f, 1.49f, 2.5f, -2.5f, 0.0f, 3.7f, -100.2f};
