@@ -136,6 +136,15 @@ void pack_tile(TensorType type, const uint8_t* w, int64_t stride, int64_t r0, in
   }
 }
 
+// acc + vpdpbusd of w with the 4 bytes at x broadcast to every lane, as one instruction: GCC 12 emits the
+// broadcast as a separate load, one more instruction per product for the front end. The tile kernel keeps
+// the intrinsics: there it gained 1-2% in bench/kernels BM_Matmul but lost about 1% of bench/decoder's
+// prefill over eight alternated pairs.
+__attribute__((always_inline)) inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const uint8_t* x) {
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(x)));
+  return acc;
+}
+
 // Σ_i u[i] q[i] over one block: w[g] the 16 rows' bytes 4g .. 4g + 3 as unsigned, xq the token's 32 int8
 // values, for the tile kernel. Four chains of two vpdpbusd rather than one of eight (see the top of the file;
 // the matvec kernels, busy transposing, gained nothing from it: Q8_0 8 tokens lost 4%); integer sums are
@@ -277,6 +286,12 @@ inline __m512 exp_ps512(__m512 x) {
   return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
+// acc + vdpbf16ps of a with the pair at p broadcast to every lane, as one instruction (see dpbusd_bcast).
+RAG_TARGET_BF16 __attribute__((always_inline)) inline __m512 dpbf16_bcast(__m512 acc, __m512bh a, const uint32_t* p) {
+  asm("vdpbf16ps %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(a), "m"(*p));
+  return acc;
+}
+
 // Scores of keys [j0, j0 + 8) for the 16 lanes of q (rows r0.. of q_pairs), into s.
 RAG_TARGET_BF16 inline void bf16_scores8(const uint32_t* q, int64_t ld, __mmask16 lanes, const uint32_t* kp,
                                          int64_t kp_stride, int64_t pairs, __m512* s) {
@@ -287,7 +302,7 @@ RAG_TARGET_BF16 inline void bf16_scores8(const uint32_t* q, int64_t ld, __mmask1
     const __m512bh qv = reinterpret_cast<__m512bh>(_mm512_maskz_loadu_epi32(lanes, q + i * ld));
 #pragma GCC unroll 8
     for (int g = 0; g < 8; ++g)
-      acc[g] = _mm512_dpbf16_ps(acc[g], qv, reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(kp[g * kp_stride + i]))));
+      acc[g] = dpbf16_bcast(acc[g], qv, kp + g * kp_stride + i);
   }
 #pragma GCC unroll 8
   for (int g = 0; g < 8; ++g) s[g] = acc[g];
@@ -367,7 +382,7 @@ RAG_TARGET_BF16 void avx512_attention_block_bf16(int64_t rows, int64_t hd, int64
         const __m512bh pi = reinterpret_cast<__m512bh>(p[i]);
 #pragma GCC unroll 8
         for (int u = 0; u < 8; ++u)
-          acc[u] = _mm512_dpbf16_ps(acc[u], pi, reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(vp[i][c + u]))));
+          acc[u] = dpbf16_bcast(acc[u], pi, &vp[i][c + u]);
       }
 #pragma GCC unroll 8
       for (int u = 0; u < 8; ++u) _mm512_mask_storeu_ps(out_t + (c + u) * ld + r0, lanes, acc[u]);
@@ -484,11 +499,14 @@ void matvec_group(const uint8_t* const* row, const uint8_t* next, int64_t step, 
       __m512i sum0 = _mm512_setzero_si512(), sum1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
       for (int g = 0; g < 8; ++g) {
-        const __m512i xg = _mm512_set1_epi32(static_cast<int>(load_u32(xq + 4 * g)));
-        if (T < 4 && g % 2 == 1) {
-          sum1 = _mm512_dpbusd_epi32(sum1, w[g], xg);
+        // The broadcast folded into vpdpbusd (dpbusd_bcast) pays from 4 tokens (bench/kernels BM_DecodeBatch
+        // 4864×896, three alternated pairs: 4 tokens Q8_0 105 -> 98 us, Q4_0 101 -> 93; 8 tokens 154-165 ->
+        // 155-159 and 157-160 -> 147-152); with 2 Q4_0 lost 4%, and 1 token is bound by memory.
+        __m512i& sum = T < 4 && g % 2 == 1 ? sum1 : sum0;
+        if constexpr (T < 4) {
+          sum = _mm512_dpbusd_epi32(sum, w[g], _mm512_set1_epi32(static_cast<int>(load_u32(xq + 4 * g))));
         } else {
-          sum0 = _mm512_dpbusd_epi32(sum0, w[g], xg);
+          sum = dpbusd_bcast(sum, w[g], xq + 4 * g);
         }
       }
       if (T < 4) sum0 = _mm512_add_epi32(sum0, sum1);
