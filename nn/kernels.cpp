@@ -16,10 +16,11 @@
 //   Q8_0  int8 tiles      507            506      dequant+sgemm: 109, 109
 //   Q4_0  int8 tiles      517            536      dequant+sgemm: 111, 112
 // so Q8_0 and Q4_0 take the int8 kernel (4.6× faster), F16 and BF16 the dequantizing route (sgemm's
-// speed for the price of converting each weight once per call). At the AVX2 level, which has no tile
-// kernel, the int8 route ran at 67 GFLOP/s (Q8_0, 896×896) against 110 for dequant+sgemm, so there
-// quantized weights take sgemm too (OpenBLAS picks its own ISA, so on a real AVX2-only CPU the gap is
-// smaller). Batched decode, n = 8 at 4864×896: int8 tiles 0.45 ms (Q8_0) / 0.36 ms (Q4_0) against 8 matvecs
+// speed for the price of converting each weight once per call). The AVX2 level (no VNNI, no tile kernel)
+// takes the int8 route too since its quad kernel (kernels-x86.h): on an AVX2-only Zen 3, two threads, real
+// time, n = 512, Q8_0 (Q4_0) 896×896 took 7.2-9.7 (5.8-6.9) ms against 13.0-16.7 (13.5-14.6) for
+// dequant+sgemm, 4864×896 44-53 (40-43) against 41-61 (41-48), and bench/decoder's prefill rose by half;
+// its one-row-at-a-time dot products before it ran at 67 GFLOP/s, below sgemm. Batched decode, n = 8 at 4864×896: int8 tiles 0.45 ms (Q8_0) / 0.36 ms (Q4_0) against 8 matvecs
 // 0.74 ms and F32 sgemm 1.9 ms. The tile kernel repacks every weight it reads, a cost a few tokens do not
 // repay: matvec_batch (each weight row loaded once, shared by up to 4 tokens in registers) took, one core,
 // CPU time, Q8_0 4864×896 (bench/kernels BM_DecodeBatch), n = 2: 0.21 ms against tiles 0.51; n = 4: 0.33

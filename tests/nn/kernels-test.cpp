@@ -228,22 +228,29 @@ TEST_F(KernelsTest, MatvecBatchEqualsMatvecsBitForBit) {
   }
 }
 
-// At AVX-512 the matvec kernel computes what the int8 tile kernel does, in the same order, so the prefill
-// route (matmul_int8, more than one token) rounds every token as a decode step would: partial row groups
-// and tiles, token counts below, at and past the tile's 8.
-TEST_F(KernelsTest, Int8TileKernelEqualsMatvecBitForBitAtAvx512) {
-  if (simd_level_supported() < SimdLevel::kAvx512) GTEST_SKIP() << "no AVX-512 VNNI";
-  set_simd_level(SimdLevel::kAvx512);
-  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{3, 64}, {40, 96}, {17, 4096 + 32}}) {
-      const TestMatrix m = make_matrix(type, rows, cols, static_cast<uint32_t>(rows * 5 + cols));
-      for (int64_t n : {2, 8, 9, 13, 33}) {
-        SCOPED_TRACE(testing::Message() << tensor_type_name(type) << " " << rows << "x" << cols << " n=" << n);
-        const std::vector<float> x = random_floats(n * cols, static_cast<uint32_t>(n * 7 + cols));
-        std::vector<float> tiles(static_cast<size_t>(n * rows), NAN), single(tiles.size(), NAN);
-        matmul_int8(m.weights(), x.data(), n, tiles.data());
-        for (int64_t t = 0; t < n; ++t) matvec(m.weights(), x.data() + t * cols, single.data() + t * rows);
-        ASSERT_EQ(std::memcmp(tiles.data(), single.data(), tiles.size() * sizeof(float)), 0);
+// At the x86 levels the matvec kernels compute what the int8 product of many tokens does, in the same
+// order, so the prefill route (matmul past kMatvecBatchTokens, or matmul_int8) rounds every token as a
+// decode step would: partial row groups (AVX-512: 16 rows) and quads (AVX2: 4 rows), token counts below, at
+// and past the tiles' 8 and 4. Until the AVX2 quad kernel, matmul took dequant + sgemm there for n = 33.
+TEST_F(KernelsTest, Int8MatmulEqualsMatvecBitForBitAtX86Levels) {
+  for (SimdLevel level : available_levels()) {
+    if (level == SimdLevel::kPortable) continue;
+    set_simd_level(level);
+    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{3, 64}, {40, 96}, {17, 4096 + 32}}) {
+        const TestMatrix m = make_matrix(type, rows, cols, static_cast<uint32_t>(rows * 5 + cols));
+        for (int64_t n : {2, 5, 8, 9, 13, 33}) {
+          SCOPED_TRACE(testing::Message() << simd_level_name(level) << " " << tensor_type_name(type) << " " << rows
+                                          << "x" << cols << " n=" << n);
+          const std::vector<float> x = random_floats(n * cols, static_cast<uint32_t>(n * 7 + cols));
+          std::vector<float> int8(static_cast<size_t>(n * rows), NAN), product(int8.size(), NAN);
+          std::vector<float> single(int8.size(), NAN);
+          matmul_int8(m.weights(), x.data(), n, int8.data());
+          matmul(m.weights(), x.data(), n, product.data());
+          for (int64_t t = 0; t < n; ++t) matvec(m.weights(), x.data() + t * cols, single.data() + t * rows);
+          ASSERT_EQ(std::memcmp(int8.data(), single.data(), int8.size() * sizeof(float)), 0);
+          ASSERT_EQ(std::memcmp(product.data(), single.data(), product.size() * sizeof(float)), 0);
+        }
       }
     }
   }
