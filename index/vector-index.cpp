@@ -26,7 +26,8 @@
 // saves work.
 //
 // sq4's copy quantizes each dimension over the range the rows span (min to max in 15 steps, fixed when the
-// copy is derived; rows added later are clipped to it until the next load or removal re-derives it). For a
+// copy is derived; rows added later are packed in it, unless one of their values falls outside, which
+// derives the copy anew: clipped, such a row scanned as some other vector). For a
 // query q, Σ q_i x_i ≈ Σ q_i min_i + Σ (q_i step_i) code_i, and the first sum is the same for every row, so
 // rows rank by Σ w_i code_i with w_i = q_i step_i rounded to int8: exact integer sums (nn::scan_u4).
 // Quantization moves a score by about |q| · step / √12 ≈ 0.01 on unit vectors of dimension 384, while the
@@ -206,6 +207,17 @@ struct VectorIndex::Impl {
     for (int i = 0; i < dim; ++i)
       sq_step[static_cast<size_t>(i)] = (high[static_cast<size_t>(i)] - sq_min[static_cast<size_t>(i)]) / 15.0f;
     sq_pack(0);
+  }
+
+  // Whether a value of rows [first, rows()) lies outside its dimension's range, where sq_pack would clip it.
+  bool sq_exceeds(size_t first) const {
+    const float* x = flat_rows();
+    for (size_t r = first; r < rows(); ++r)
+      for (size_t i = 0; i < static_cast<size_t>(dim); ++i) {
+        const float value = x[r * static_cast<size_t>(dim) + i];
+        if (value < sq_min[i] || value > sq_min[i] + 15.0f * sq_step[i]) return true;
+      }
+    return false;
   }
 
   // Quantizes rows [first, rows()) into the copy with its current ranges.
@@ -449,7 +461,7 @@ void VectorIndex::add(std::span<const int64_t> chunk_ids, std::span<const float>
   for (size_t r = first; r < m.rows(); ++r) set_bit(m.live, r);
   m.live_count += n;
   if (m.kind == VectorIndexKind::kSq4) {
-    if (first == 0) m.sq_derive();
+    if (first == 0 || m.sq_exceeds(first)) m.sq_derive();
     else m.sq_pack(first);
   }
 }

@@ -245,6 +245,34 @@ TEST(VectorIndex, AutoPicksSq4BetweenTheThresholdsAndSq4ServesAnyDimension) {
   }
 }
 
+// Rows added to an sq4 index beyond the ranges its copy was derived from: every row built with 0 in the first
+// dimension (its range empty), then a row along that dimension alone. Packed with the old ranges it would
+// scan as the zero vector and, with the re-score limited to 12 of 301 rows, miss a query near it.
+TEST(VectorIndex, Sq4RowsAddedBeyondItsRangesStillRankFirst) {
+  VectorIndexParams params;
+  params.exact_max_rows = 0;
+  params.sq4_rescore = 12;
+  auto rows = clustered(300, 23);
+  for (size_t r = 0; r < 300; ++r) {
+    rows[r * kDim] = 0.0f;
+    double norm = 0;
+    for (int j = 0; j < kDim; ++j) norm += double(rows[r * kDim + j]) * rows[r * kDim + j];
+    for (int j = 0; j < kDim; ++j) rows[r * kDim + j] = static_cast<float>(rows[r * kDim + j] / std::sqrt(norm));
+  }
+  auto index = VectorIndex::build(kDim, VectorIndexKind::kSq4, params, ids_from(300), rows);
+  std::vector<float> axis(kDim, 0.0f);
+  axis[0] = 1.0f;
+  const std::vector<int64_t> added = {100000};
+  index->add(added, axis);
+  // The query leans towards row 0 too, so that the old rows' scan scores are not all tied.
+  std::vector<float> query(axis);
+  for (int j = 1; j < kDim; ++j) query[j] = 0.3f * rows[j];
+  auto hits = index->search(query, 3);
+  ASSERT_FALSE(hits.empty());
+  EXPECT_EQ(hits[0].chunk_id, 100000);
+  EXPECT_EQ(index->search(axis, 1).at(0).chunk_id, 100000);
+}
+
 // sq4 and flat write the same file: the manifest's kind decides, and a kind the file cannot be is refused.
 TEST(VectorIndex, LoadTakesTheManifestsKindAndRefusesAMismatch) {
   test::TempDir dir;
