@@ -159,8 +159,8 @@ void x86_scan_u4(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t 
 // bench/decoder on the Qwen2.5-0.5B-shaped bench models, two threads, against the row-by-row dot products
 // and dequant + sgemm prefill this replaced (two alternated rounds): prefill 512 Q4_0 120 -> 185 tok/s,
 // Q8_0 115-117 -> 181-192; one stream Q4_0 84 -> 92-97, Q8_0 71 -> 73-94; 8 sequences Q4_0 86-87 -> 133-137,
-// Q8_0 88-89 -> 153-154. Two tokens per row pair one at a time, the form tried first, reached 142-174 tok/s
-// of prefill: every pair converted and scaled on its own took about 3 cycles per pair and block.
+// Q8_0 88-89 -> 153-154. The form tried first, each (row, token) pair in a vector of its own, converted and
+// scaled on its own, reached 142-174 tok/s of prefill: about 3 cycles per pair and block.
 constexpr int kQuadTokens = 4;
 
 // The f16 scales of block b of the quad's rows as [d0, d1, d2, d3, d0, d1, d2, d3].
