@@ -209,13 +209,21 @@ struct VectorIndex::Impl {
     sq_pack(0);
   }
 
-  // Whether a value of rows [first, rows()) lies outside its dimension's range, where sq_pack would clip it.
+  // Dimension i's code for `value` before clamping to [0, 15]; with an empty range (step 0), any other
+  // value than the range's one is outside it.
+  float sq_code(size_t i, float value) const {
+    const float step = sq_step[i];
+    if (step > 0) return std::nearbyint((value - sq_min[i]) / step);
+    return value == sq_min[i] ? 0.0f : value < sq_min[i] ? -1.0f : 16.0f;
+  }
+
+  // Whether sq_pack would clip a value of rows [first, rows()).
   bool sq_exceeds(size_t first) const {
     const float* x = flat_rows();
     for (size_t r = first; r < rows(); ++r)
       for (size_t i = 0; i < static_cast<size_t>(dim); ++i) {
-        const float value = x[r * static_cast<size_t>(dim) + i];
-        if (value < sq_min[i] || value > sq_min[i] + 15.0f * sq_step[i]) return true;
+        const float code = sq_code(i, x[r * static_cast<size_t>(dim) + i]);
+        if (code < 0.0f || code > 15.0f) return true;
       }
     return false;
   }
@@ -233,12 +241,8 @@ struct VectorIndex::Impl {
       for (int64_t g = first_group; g < groups; ++g) {
         for (size_t r = std::max(first, static_cast<size_t>(g * kGroup));
              r < std::min(rows(), static_cast<size_t>((g + 1) * kGroup)); ++r) {
-          for (size_t i = 0; i < static_cast<size_t>(dim); ++i) {
-            const float step = sq_step[i];
-            const float value = x[r * static_cast<size_t>(dim) + i];
-            const float code = step > 0 ? std::nearbyint((value - sq_min[i]) / step) : 0;
-            codes[i] = static_cast<uint8_t>(std::clamp(code, 0.0f, 15.0f));
-          }
+          for (size_t i = 0; i < static_cast<size_t>(dim); ++i)
+            codes[i] = static_cast<uint8_t>(std::clamp(sq_code(i, x[r * static_cast<size_t>(dim) + i]), 0.0f, 15.0f));
           nn::pack_u4_row(codes.data(), sq_dim(), static_cast<int64_t>(r % kGroup),
                           sq_codes.data() + static_cast<size_t>(g) * group_bytes());
         }
