@@ -18,9 +18,9 @@ LiveCount& held_blocks() {
 }  // namespace
 
 BlockPool::BlockPool(KvLayout layout, int64_t block_count) : layout_(layout) {
-  RAG_ASSERT(layout.block_floats() > 0 && block_count > 0 && block_count <= INT32_MAX);
-  // new float[] without () leaves the memory untouched, so an idle pool costs address space, not RAM.
-  storage_.reset(new float[static_cast<size_t>(block_count * layout.block_floats())]);
+  RAG_ASSERT(layout.block_bytes() > 0 && block_count > 0 && block_count <= INT32_MAX);
+  // new[] without () leaves the memory untouched, so an idle pool costs address space, not RAM.
+  storage_.reset(new std::byte[static_cast<size_t>(block_count * layout.block_bytes())]);
   refs_.assign(static_cast<size_t>(block_count), 0);
   free_.reserve(static_cast<size_t>(block_count));
   for (int64_t b = block_count - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
@@ -57,12 +57,12 @@ void BlockPool::copy_positions(int32_t from, int32_t to, int64_t positions) {
   RAG_ASSERT(positions >= 0 && positions <= kKvBlockTokens);
   // kv-cache.h's layout: every layer's K rows, then its V rows, kKvBlockTokens slots each, so the slots to
   // copy are one run at the start of each of the 2 × layer_count runs.
-  const int64_t run_floats = kKvBlockTokens * layout_.kv_dim;
-  const auto bytes = static_cast<size_t>(positions * layout_.kv_dim) * sizeof(float);
-  const float* source = data(from);
-  float* target = data(to);
+  const int64_t run_bytes = kKvBlockTokens * layout_.row_bytes();
+  const auto bytes = static_cast<size_t>(positions * layout_.row_bytes());
+  const std::byte* source = data(from);
+  std::byte* target = data(to);
   for (int64_t run = 0; run < 2 * layout_.layer_count; ++run)
-    std::memcpy(target + run * run_floats, source + run * run_floats, bytes);
+    std::memcpy(target + run * run_bytes, source + run * run_bytes, bytes);
 }
 
 }  // namespace rag::generate

@@ -20,6 +20,7 @@
 // Not thread-safe: the engine thread alone uses it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -30,7 +31,7 @@ namespace rag::generate {
 
 class BlockPool {
  public:
-  // `block_count` blocks of layout.block_floats() floats. The memory is reserved, not touched: pages are
+  // `block_count` blocks of layout.block_bytes() bytes. The memory is reserved, not touched: pages are
   // committed as blocks are first written.
   BlockPool(KvLayout layout, int64_t block_count);
   ~BlockPool();
@@ -51,7 +52,9 @@ class BlockPool {
   // share whole (prefix-cache.h, "Partial blocks").
   void copy_positions(int32_t from, int32_t to, int64_t positions);
   int32_t ref_count(int32_t block) const { return refs_[index(block)]; }
-  float* data(int32_t block) const { return storage_.get() + static_cast<int64_t>(index(block)) * layout_.block_floats(); }
+  std::byte* data(int32_t block) const {
+    return storage_.get() + static_cast<int64_t>(index(block)) * layout_.block_bytes();
+  }
 
  private:
   size_t index(int32_t block) const {
@@ -60,7 +63,7 @@ class BlockPool {
   }
 
   KvLayout layout_;
-  std::unique_ptr<float[]> storage_;
+  std::unique_ptr<std::byte[]> storage_;
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_;  // a stack: the most recently freed block is reused first (warm in cache)
 };

@@ -524,7 +524,7 @@ void Engine::Impl::loop() {
 Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options) {
   RAG_ASSERT(model);
   const ModelConfig& c = model->config();
-  const int64_t block_bytes = c.kv_layout().block_floats() * static_cast<int64_t>(sizeof(float));
+  const int64_t block_bytes = c.kv_layout().block_bytes();
   if (options.kv_memory_bytes < block_bytes)
     fail(Errc::kInvalidArgument,
          "engine: KV memory of {} bytes holds no block; one block (16 positions of {} layers) takes {} bytes",
@@ -623,8 +623,6 @@ EngineStats Engine::stats() const {
 
 const EngineOptions& Engine::options() const { return impl_->options; }
 const Model& Engine::model() const { return *impl_->model; }
-int64_t Engine::block_bytes() const {
-  return impl_->pool.layout().block_floats() * static_cast<int64_t>(sizeof(float));
-}
+int64_t Engine::block_bytes() const { return impl_->pool.layout().block_bytes(); }
 
 }  // namespace rag::generate

@@ -94,7 +94,8 @@ namespace rag::generate {
 
 struct EngineOptions {
   // Bytes of the KV pool (the `--kv-mem` of the CLIs), rounded down to whole blocks. One block holds 16
-  // positions of every layer: layer_count × 2 × 16 × kv_dim × 4 bytes (Engine::block_bytes()).
+  // positions of every layer: layer_count × 2 × 16 × kv_dim values, 2 bytes each (F16) or 4 for F32
+  // models (Engine::block_bytes(); model.h).
   int64_t kv_memory_bytes = int64_t{1} << 30;
   // Tokens in one forward pass at most: decoding sequences' next tokens plus prefill chunks.
   int64_t step_tokens = 512;

@@ -179,6 +179,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   model->weight_type_name_ = std::string(nn::tensor_type_name(model->layers_[0].wq.type));
   const nn::TensorType wq_type = model->layers_[0].wq.type;
   model->attention_bf16_ = wq_type == nn::TensorType::kQ8_0 || wq_type == nn::TensorType::kQ4_0;
+  c.kv_type = wq_type == nn::TensorType::kF32 ? nn::TensorType::kF32 : nn::TensorType::kF16;
   spdlog::info("generate: loaded {} ({}, {} layers, width {}, {} heads / {} KV, context {}, {})", path, arch,
                c.layer_count, dim, c.head_count, c.head_count_kv, c.context_length, model->weight_type_name_);
   return model;
@@ -215,7 +216,8 @@ void Model::check_batch(const Batch& b) const {
   std::map<const KvBlocks*, int64_t> next;
   for (size_t i = 0; i < n; ++i) {
     const KvBlocks* kv = b.kv[i];
-    RAG_ASSERT(kv && kv->layout.layer_count == config_.layer_count && kv->layout.kv_dim == config_.kv_dim());
+    RAG_ASSERT(kv && kv->layout.layer_count == config_.layer_count && kv->layout.kv_dim == config_.kv_dim() &&
+               kv->layout.type == config_.kv_type);
     if (b.tokens[i] < 0 || b.tokens[i] >= config_.vocab_size)
       fail(Errc::kInvalidArgument, "{}: token id {} is outside the vocabulary of {} tokens", file_->path(),
            b.tokens[i], config_.vocab_size);
@@ -244,7 +246,8 @@ void Model::embed(int32_t token, float* out) const {
 //   t × group + h: query head kv_head × group + h of token t) see the same keys, positions [0, L) with
 //   L = the tile's last position + 1;
 //   Qᵀ (head_dim × R) is packed and pre-scaled, then the tile walks the KV blocks in order, K and V rows read
-//   in place, each row masked causally to positions ≤ its own; rows that see nothing of a block skip it.
+//   in place (from an F16 cache, converted a block at a time), each row masked causally to positions ≤ its
+//   own; rows that see nothing of a block skip it.
 // The tile used to shrink as L grew (the whole L-long score matrix had to fit in L2): at L = 2000 it held
 // 4 tokens and every K and V row was read again for each 4 query tokens. A row's result depends only on
 // its own query and the blocks it sees, so batching and chunking leave every row's bits unchanged.
@@ -291,6 +294,11 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
   const bool bf16 = attention_bf16_ && nn::attention_bf16_available(hd);
   const int64_t pairs = hd / 2;
   if (bf16) s.q_pairs.resize(static_cast<size_t>(threads * max_rows * pairs));
+  // An F16 cache's block is converted once per task and block (2 × 16 × head_dim values) and then meets
+  // all of the tile's rows, so the kernels stay the F32 ones.
+  const bool f16 = c.kv_type == nn::TensorType::kF16;
+  const int64_t block_values = kKvBlockTokens * hd;
+  if (f16) s.kv_f32.resize(static_cast<size_t>(threads * 2 * block_values));
   // Nothing here throws (the batch was checked before the pass started).
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
   for (size_t task = 0; task < tasks.size(); ++task) {
@@ -304,6 +312,8 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
     float* sum = max + rows;
     int32_t* visible = s.visible.data() + omp_get_thread_num() * max_rows;
     uint32_t* q_pairs = bf16 ? s.q_pairs.data() + omp_get_thread_num() * max_rows * pairs : nullptr;
+    float* k_f32 = f16 ? s.kv_f32.data() + omp_get_thread_num() * 2 * block_values : nullptr;
+    float* v_f32 = f16 ? k_f32 + block_values : nullptr;
     for (int64_t t = 0; t < k.count; ++t) {
       const float* q = s.q.data() + (k.first + t) * q_dim + k.kv_head * group * hd;
       for (int64_t h = 0; h < group; ++h) {
@@ -335,9 +345,23 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
       a.ld = rows;
       a.q_t = q_t + r0;
       a.q_pairs = bf16 ? q_pairs + r0 : nullptr;
-      a.k = kv.key(layer, p) + kv_off;
-      a.v = kv.value(layer, p) + kv_off;
-      a.kv_stride = kv_dim;
+      if (f16) {
+        const int64_t stride = kv.layout.row_bytes();
+        const int64_t head_offset = kv_off * static_cast<int64_t>(sizeof(uint16_t));
+        const std::byte* k_rows = kv.key(layer, p) + head_offset;
+        const std::byte* v_rows = kv.value(layer, p) + head_offset;
+        for (int64_t j = 0; j < block; ++j) {
+          nn::f16_to_f32_row(reinterpret_cast<const uint16_t*>(k_rows + j * stride), k_f32 + j * hd, hd);
+          nn::f16_to_f32_row(reinterpret_cast<const uint16_t*>(v_rows + j * stride), v_f32 + j * hd, hd);
+        }
+        a.k = k_f32;
+        a.v = v_f32;
+        a.kv_stride = hd;
+      } else {
+        a.k = reinterpret_cast<const float*>(kv.key(layer, p)) + kv_off;
+        a.v = reinterpret_cast<const float*>(kv.value(layer, p)) + kv_off;
+        a.kv_stride = kv_dim;
+      }
       a.keys = block;
       a.visible = visible + r0;
       a.max = max + r0;
@@ -419,10 +443,7 @@ void Model::forward(const Batch& b, ForwardScratch& s, std::vector<float>& logit
       add_bias(w.bv, s.v.data() + t * kv_dim, kv_dim);
       apply_rope(c, s.rope.data() + t * c.rope_dims, q, c.head_count);
       apply_rope(c, s.rope.data() + t * c.rope_dims, k, c.head_count_kv);
-      const int64_t pos = b.positions[static_cast<size_t>(t)];
-      const KvBlocks& kv = *b.kv[static_cast<size_t>(t)];
-      std::copy_n(k, kv_dim, kv.key(l, pos));
-      std::copy_n(s.v.data() + t * kv_dim, kv_dim, kv.value(l, pos));
+      b.kv[static_cast<size_t>(t)]->store(l, b.positions[static_cast<size_t>(t)], k, s.v.data() + t * kv_dim);
     });
     attention(b, l, s);
     for_parts([&](int64_t t0, int64_t count) {

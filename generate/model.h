@@ -13,6 +13,9 @@
 // Attention of Q8_0 and Q4_0 models multiplies in BF16 where the CPU has it (nn::AttentionBlock::q_pairs:
 // twice the products per instruction; their activations already pass through int8 for every matrix). F32,
 // F16 and BF16 models keep float products, so that an F32 model's greedy text stays exactly reproducible.
+// The KV cache holds K and V in F16: half the bytes per position of F32, as llama.cpp's default cache, and
+// 11 significant bits, more than BF16 weights or int8 activations carry. F32 models keep an F32 cache, for
+// the same exactness.
 //
 // Tensor names and metadata keys are llama.cpp's (ARCH is general.architecture):
 //   ARCH.context_length, ARCH.embedding_length, ARCH.block_count, ARCH.feed_forward_length,
@@ -54,10 +57,11 @@ struct ModelConfig {
   float rms_eps = 1e-5f;
   int32_t bos_id = -1;              // -1 when the vocabulary names none
   int32_t eos_id = -1;
+  nn::TensorType kv_type = nn::TensorType::kF32;  // the KV cache's values: kF16, or kF32 for F32 models
 
   int64_t q_dim() const { return head_count * head_dim; }
   int64_t kv_dim() const { return head_count_kv * head_dim; }
-  KvLayout kv_layout() const { return KvLayout{layer_count, kv_dim()}; }
+  KvLayout kv_layout() const { return KvLayout{layer_count, kv_dim(), kv_type}; }
 };
 
 struct LayerWeights {
@@ -82,6 +86,7 @@ struct ForwardScratch {
   std::vector<float> x, h, q, k, v, attn, ff_gate, ff_up, scores;
   std::vector<int32_t> visible;   // attention: per query row of a tile, the keys of a block it sees
   std::vector<uint32_t> q_pairs;  // attention in BF16: per thread, a tile's queries as bfloat16 pairs
+  std::vector<float> kv_f32;      // attention over an F16 cache: per thread, one block's K and V as floats
   std::vector<float> rope;   // per token: rope_dims / 2 pairs (cos θ_i, sin θ_i) for its position
   struct AttentionTask {
     int64_t first, count, kv_head, keys;

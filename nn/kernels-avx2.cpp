@@ -7,7 +7,7 @@ namespace rag::nn {
 
 const KernelTable kAvx2Kernels = {
     "avx2",          x86_dot_f32,        x86_dot_f16,        x86_dot_bf16,
-    x86_dot_q8_0,    x86_dot_q4_0,       x86_quantize_q8,    x86_row_to_f32,
+    x86_dot_q8_0,    x86_dot_q4_0,       x86_quantize_q8,    x86_row_to_f32,     x86_f32_to_f16,
     x86_matmul_q8_rows, x86_matmul_q8_rows_scratch, true, x86_matvec_q8, x86_rms_norm, x86_layer_norm,
     x86_softmax,     x86_silu,           x86_swiglu,         x86_gelu,
     x86_gelu_tanh,   x86_add,            x86_mul,            x86_scale,

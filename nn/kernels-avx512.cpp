@@ -620,7 +620,7 @@ float avx512_dot_q4_0(const BlockQ4_0* w, Q8Vector x, int64_t n) {
 
 const KernelTable kAvx512Kernels = {
     "avx512",        x86_dot_f32,        x86_dot_f16,        x86_dot_bf16,
-    avx512_dot_q8_0, avx512_dot_q4_0,    x86_quantize_q8,    x86_row_to_f32,
+    avx512_dot_q8_0, avx512_dot_q4_0,    x86_quantize_q8,    x86_row_to_f32,     x86_f32_to_f16,
     avx512_matmul_q8, tile_scratch_bytes, true, avx512_matvec_q8, x86_rms_norm,      x86_layer_norm,
     x86_softmax,     avx512_silu,        avx512_swiglu,      x86_gelu,
     x86_gelu_tanh,   x86_add,            x86_mul,            x86_scale,

@@ -45,6 +45,8 @@ struct KernelTable {
   void (*quantize_q8)(const float* x, int64_t n, int8_t* qs, float* d, float* ds);
   // One row of n elements of a weight type to float (F16, BF16, Q8_0, Q4_0; F32 is copied).
   void (*row_to_f32)(TensorType type, const void* row, float* y, int64_t n);
+  // nn::f32_to_f16_row (kernels.h).
+  void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
 
   // Int8 product of weight rows [r0, r1) (Q8_0 or Q4_0, `cols` = x.k) with n quantized activation
   // vectors: y[t * ldy + r] for t in [0, n). `scratch` holds matmul_q8_scratch_bytes(cols) bytes, 64-byte

@@ -78,6 +78,12 @@ void row_to_f32(TensorType type, const void* row, float* y, int64_t n) {
   dequantize_row(type, row, y, n);
 }
 
+void f32_to_f16_saturating(const float* x, uint16_t* y, int64_t n) {
+  constexpr float kHalfMax = 65504.0f;
+  // std::clamp would turn NaN into a bound; NaN stays NaN.
+  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i] > kHalfMax ? kHalfMax : x[i] < -kHalfMax ? -kHalfMax : x[i]);
+}
+
 void matmul_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y,
                int64_t ldy, void* scratch) {
   const int64_t k = x.k;
@@ -212,7 +218,7 @@ void scan_u4(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t dim,
 }  // namespace
 
 const KernelTable kPortableKernels = {
-    "portable", dot_f32,   dot_f16, dot_bf16, dot_q8_0, dot_q4_0,  quantize_q8, row_to_f32,
+    "portable", dot_f32,   dot_f16, dot_bf16, dot_q8_0, dot_q4_0,  quantize_q8, row_to_f32, f32_to_f16_saturating,
     matmul_q8,  matmul_q8_scratch_bytes, false, matvec_q8, rms_norm, layer_norm, softmax, silu, swiglu, gelu,
     gelu_tanh,  add,       mul,     scale,    axpy,     attention_block, nullptr, scan_u4,
 };

@@ -307,6 +307,17 @@ void x86_row_to_f32(TensorType type, const void* row, float* y, int64_t n) {
   kPortableKernels.row_to_f32(type, row, y, n);
 }
 
+void x86_f32_to_f16(const float* x, uint16_t* y, int64_t n) {
+  const __m256 lo = _mm256_set1_ps(-65504.0f), hi = _mm256_set1_ps(65504.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    // max and min return their second operand when either is NaN: x goes second, so NaN stays NaN.
+    const __m256 v = _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_loadu_ps(x + i)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+  }
+  kPortableKernels.f32_to_f16(x + i, y + i, n - i);
+}
+
 // Int8 product of many tokens: the matvec quads, the tokens in groups that stay in L2 while every row of the
 // range meets them.
 template <class Block>

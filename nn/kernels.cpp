@@ -426,6 +426,8 @@ float dot_row(TensorType type, const void* row, const float* x, int64_t n) {
                                    : k.dot_q4_0(static_cast<const BlockQ4_0*>(row), xq, n);
 }
 
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n) { kernels().f32_to_f16(x, y, n); }
+void f16_to_f32_row(const uint16_t* x, float* y, int64_t n) { kernels().row_to_f32(TensorType::kF16, x, y, n); }
 float dot_f32(const float* a, const float* b, int64_t n) { return kernels().dot_f32(a, b, n); }
 
 static_assert(kScanRows == kScanGroupRows);

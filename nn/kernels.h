@@ -48,8 +48,9 @@ void matmul(const Weights& w, const float* x, int64_t n, float* y);
 //   matmul_int8         X quantized to int8 blocks once, int8 dot products with the weight blocks, as
 //                       matvec does (a VNNI tile kernel at the AVX-512 level); Q8_0 and Q4_0 only.
 //   matmul_dequantized  tiles of W converted to F32, then sgemm; what F16 and BF16 always take.
-// matmul takes matmul_int8 where the level has a tile kernel (AVX-512: 4.6× faster than sgemm) and
-// matmul_dequantized elsewhere (at the AVX2 level the int8 route ran at 0.6× sgemm's speed).
+// matmul takes matmul_int8 at the AVX-512 level (a VNNI tile kernel, 4.6× faster than sgemm) and at the
+// AVX2 level (row quads: 1.7× sgemm's speed at 896×896, even at 4864×896; kernels.cpp has the figures),
+// matmul_dequantized on the portable level.
 void matmul_int8(const Weights& w, const float* x, int64_t n, float* y);
 void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y);
 // n matvecs at once (Q8_0 and Q4_0; other types loop over matvec): Y as matmul, and every value bit for bit
@@ -74,6 +75,12 @@ void matmul_multi(const Product* products, int64_t count, const float* x, int64_
 // types quantize x to int8 blocks first, exactly as matvec does. For loops over few rows; use matvec for
 // whole matrices.
 float dot_row(TensorType type, const void* row, const float* x, int64_t n);
+
+// n floats to IEEE half and back: the rows of an F16 KV cache. To half rounds to nearest even as
+// f32_to_f16 does, except that values beyond the half range saturate to ±65504 instead of becoming ±Inf,
+// so that one outlying key cannot turn a whole row of attention scores into NaN; NaN stays NaN.
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
+void f16_to_f32_row(const uint16_t* x, float* y, int64_t n);
 
 // Float vectors, for attention: Σ a[i] b[i], and y += alpha * x.
 float dot_f32(const float* a, const float* b, int64_t n);

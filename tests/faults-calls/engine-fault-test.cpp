@@ -87,7 +87,7 @@ TEST(EngineFaults, AFailedForwardPassEndsItsRequestsTypedAndTheRestFinishUnchang
   LiveCount& blocks_leaked = live_count("kv_blocks_leaked");
   const int64_t blocks_at_start = blocks_leaked.value();
   {
-    const int64_t block_bytes = model->config().kv_layout().block_floats() * static_cast<int64_t>(sizeof(float));
+    const int64_t block_bytes = model->config().kv_layout().block_bytes();
     // Prompts of 20..50 tokens prefilled in steps of 24 tokens: the requests enter the batch at different steps.
     Engine engine(model, EngineOptions{.kv_memory_bytes = 40 * block_bytes, .step_tokens = 24});
     std::vector<std::vector<int32_t>> prompts;

@@ -1,6 +1,7 @@
 // The KV block pool: allocation until exhaustion, reference counts, and blocks that never overlap.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "generate/block-pool.h"
@@ -8,7 +9,7 @@
 namespace rag::generate {
 namespace {
 
-const KvLayout kLayout{2, 8};  // 2 layers, 8 floats per row: 512 floats per block
+const KvLayout kLayout{2, 8};  // 2 layers, 8 F32 values per row: 512 values, 2048 bytes per block
 
 TEST(BlockPool, AllocatesEveryBlockOnceThenNone) {
   BlockPool pool(kLayout, 4);
@@ -41,13 +42,20 @@ TEST(BlockPool, BlockIsFreeOnlyWhenTheLastReferenceGoes) {
 }
 
 TEST(BlockPool, BlocksDoNotOverlap) {
-  BlockPool pool(kLayout, 3);
-  std::vector<int32_t> blocks = {pool.allocate(), pool.allocate(), pool.allocate()};
-  for (size_t i = 0; i < blocks.size(); ++i)
-    for (int64_t f = 0; f < kLayout.block_floats(); ++f) pool.data(blocks[i])[f] = static_cast<float>(i);
-  for (size_t i = 0; i < blocks.size(); ++i)
-    for (int64_t f = 0; f < kLayout.block_floats(); ++f) ASSERT_EQ(pool.data(blocks[i])[f], static_cast<float>(i));
-  EXPECT_EQ(pool.data(1) - pool.data(0), kLayout.block_floats());
+  for (nn::TensorType type : {nn::TensorType::kF32, nn::TensorType::kF16}) {
+    SCOPED_TRACE(nn::tensor_type_name(type));
+    const KvLayout layout{2, 8, type};
+    // 2 × 2 × 16 rows of 8 values.
+    EXPECT_EQ(layout.block_bytes(), 512 * (type == nn::TensorType::kF16 ? 2 : 4));
+    BlockPool pool(layout, 3);
+    std::vector<int32_t> blocks = {pool.allocate(), pool.allocate(), pool.allocate()};
+    for (size_t i = 0; i < blocks.size(); ++i)
+      std::fill_n(pool.data(blocks[i]), layout.block_bytes(), static_cast<std::byte>(i + 1));
+    for (size_t i = 0; i < blocks.size(); ++i)
+      for (int64_t f = 0; f < layout.block_bytes(); ++f)
+        ASSERT_EQ(pool.data(blocks[i])[f], static_cast<std::byte>(i + 1));
+    EXPECT_EQ(pool.data(1) - pool.data(0), layout.block_bytes());
+  }
 }
 
 }  // namespace

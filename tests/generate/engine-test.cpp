@@ -69,7 +69,7 @@ Request request(std::vector<int32_t> prompt, GenerateOptions options) {
 }
 
 int64_t block_bytes(const Model& model) {
-  return model.config().kv_layout().block_floats() * static_cast<int64_t>(sizeof(float));
+  return model.config().kv_layout().block_bytes();
 }
 
 void expect_all_blocks_released(const Engine& engine) {
@@ -115,25 +115,40 @@ KvBlocks scattered_blocks(BlockPool& pool, int64_t positions) {
   return kv;
 }
 
+// F32 and F16 models: an F32 cache and an F16 one (model.h).
+constexpr nn::TensorType kCacheTypes[] = {nn::TensorType::kF32, nn::TensorType::kF16};
+
+TinySpec engine_spec(nn::TensorType type) {
+  TinySpec s = engine_spec();
+  s.type = type;
+  return s;
+}
+
 TEST(PagedKv, ScatteredBlocksEqualTheContiguousCache) {
-  rag::test::TempDir dir;
-  auto model = load(engine_spec(), dir);
-  const auto tokens = random_prompt(70, 11);
-  KvCache contiguous(model->config().kv_layout(), 80);
-  BlockPool pool(model->config().kv_layout(), 12);
-  KvBlocks paged = scattered_blocks(pool, 80);
-  expect_close(run_in_chunks(*model, paged, tokens, 1), run_in_chunks(*model, contiguous.blocks(), tokens, 1));
+  for (nn::TensorType type : kCacheTypes) {
+    SCOPED_TRACE(nn::tensor_type_name(type));
+    rag::test::TempDir dir;
+    auto model = load(engine_spec(type), dir);
+    const auto tokens = random_prompt(70, 11);
+    KvCache contiguous(model->config().kv_layout(), 80);
+    BlockPool pool(model->config().kv_layout(), 12);
+    KvBlocks paged = scattered_blocks(pool, 80);
+    expect_close(run_in_chunks(*model, paged, tokens, 1), run_in_chunks(*model, contiguous.blocks(), tokens, 1));
+  }
 }
 
 TEST(PagedKv, ChunkedPrefillEqualsOnePass) {
-  rag::test::TempDir dir;
-  auto model = load(engine_spec(), dir);
-  const auto tokens = random_prompt(75, 12);
-  BlockPool pool(model->config().kv_layout(), 12);
-  KvBlocks one = scattered_blocks(pool, 80);
-  BlockPool pool2(model->config().kv_layout(), 12);
-  KvBlocks chunked = scattered_blocks(pool2, 80);
-  expect_close(run_in_chunks(*model, chunked, tokens, 7), run_in_chunks(*model, one, tokens, 0));
+  for (nn::TensorType type : kCacheTypes) {
+    SCOPED_TRACE(nn::tensor_type_name(type));
+    rag::test::TempDir dir;
+    auto model = load(engine_spec(type), dir);
+    const auto tokens = random_prompt(75, 12);
+    BlockPool pool(model->config().kv_layout(), 12);
+    KvBlocks one = scattered_blocks(pool, 80);
+    BlockPool pool2(model->config().kv_layout(), 12);
+    KvBlocks chunked = scattered_blocks(pool2, 80);
+    expect_close(run_in_chunks(*model, chunked, tokens, 7), run_in_chunks(*model, one, tokens, 0));
+  }
 }
 
 // A step holding several sequences' decode tokens and a prompt chunk gives every sequence, bit for bit, the
@@ -270,42 +285,45 @@ TEST(Engine, PrefixCacheHitGivesTheSameTokensAndPrefillsLess) {
 // A prompt that leaves the cached path inside a block: the positions of that block it shares with a cached
 // one are copied, not recomputed, and the tokens are those of a cold run.
 TEST(Engine, APartialBlockHitCopiesTheAgreeingPositionsAndGivesTheSameTokens) {
-  rag::test::TempDir dir;
-  auto model = load(engine_spec(), dir);
-  Engine engine(model, EngineOptions{.kv_memory_bytes = 40 * block_bytes(*model)});
-  const auto first = random_prompt(60, 40);
-  engine.run(request(first, free_run(8)));  // 67 positions computed: blocks 0-3 cached
-  // Prompts sharing `shared` leading tokens with `first`, then tokens it does not have.
-  auto sharing = [&](size_t shared, size_t length) {
-    std::vector<int32_t> p(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(shared));
-    for (size_t i = shared; i < length; ++i) {
-      const auto token = 100 - static_cast<int32_t>(i % 7);
-      p.push_back(token == first[i] ? 110 : token);
+  for (nn::TensorType type : kCacheTypes) {
+    SCOPED_TRACE(nn::tensor_type_name(type));
+    rag::test::TempDir dir;
+    auto model = load(engine_spec(type), dir);
+    Engine engine(model, EngineOptions{.kv_memory_bytes = 40 * block_bytes(*model)});
+    const auto first = random_prompt(60, 40);
+    engine.run(request(first, free_run(8)));  // 67 positions computed: blocks 0-3 cached
+    // Prompts sharing `shared` leading tokens with `first`, then tokens it does not have.
+    auto sharing = [&](size_t shared, size_t length) {
+      std::vector<int32_t> p(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(shared));
+      for (size_t i = shared; i < length; ++i) {
+        const auto token = 100 - static_cast<int32_t>(i % 7);
+        p.push_back(token == first[i] ? 110 : token);
+      }
+      return p;
+    };
+    struct Case {
+      const char* name;
+      std::vector<int32_t> prompt;
+      int64_t cached;  // 16 per whole block, then the copied positions
+    };
+    const Case cases[] = {
+        {"leaves block 2 after 9 positions", sharing(41, 55), 32 + 9},
+        {"leaves block 0 after 5 positions", sharing(5, 30), 5},
+        // All cached but the last token, which must be run for its logits: 2 whole blocks and 15 positions.
+        {"the first 48 tokens, wholly cached", sharing(48, 48), 32 + 15},
+        {"the first prompt again", first, 48 + 11},
+    };
+    for (const Case& c : cases) {
+      SCOPED_TRACE(c.name);
+      const int64_t prefilled_before = engine.stats().tokens_prefilled;
+      const Completion done = engine.run(request(c.prompt, free_run(10)));
+      EXPECT_EQ(done.cached_tokens, c.cached);
+      const auto computed = static_cast<int64_t>(c.prompt.size()) - c.cached;
+      EXPECT_EQ(engine.stats().tokens_prefilled - prefilled_before, computed);
+      EXPECT_EQ(done.generation.tokens, generate(*model, c.prompt, free_run(10)).tokens);
     }
-    return p;
-  };
-  struct Case {
-    const char* name;
-    std::vector<int32_t> prompt;
-    int64_t cached;  // 16 per whole block, then the copied positions
-  };
-  const Case cases[] = {
-      {"leaves block 2 after 9 positions", sharing(41, 55), 32 + 9},
-      {"leaves block 0 after 5 positions", sharing(5, 30), 5},
-      // All cached but the last token, which must be run for its logits: 2 whole blocks and 15 positions.
-      {"the first 48 tokens, wholly cached", sharing(48, 48), 32 + 15},
-      {"the first prompt again", first, 48 + 11},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.name);
-    const int64_t prefilled_before = engine.stats().tokens_prefilled;
-    const Completion done = engine.run(request(c.prompt, free_run(10)));
-    EXPECT_EQ(done.cached_tokens, c.cached);
-    const auto computed = static_cast<int64_t>(c.prompt.size()) - c.cached;
-    EXPECT_EQ(engine.stats().tokens_prefilled - prefilled_before, computed);
-    EXPECT_EQ(done.generation.tokens, generate(*model, c.prompt, free_run(10)).tokens);
+    expect_all_blocks_released(engine);
   }
-  expect_all_blocks_released(engine);
 }
 
 // Requests arriving together with one long public prefix: the first computes it, the others wait for its

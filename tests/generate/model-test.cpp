@@ -252,6 +252,37 @@ TEST(QuantizedForward, LogitsCloseToTheReference) {
   }
 }
 
+// Every model but an F32 one keeps its KV cache in F16: half the bytes per position. With F16 weights
+// (float products throughout, so nothing else rounds) the logits follow the oracle whose K and V are rounded
+// through half as closely as the F32 model follows the plain one.
+TEST(KvCache, NonF32ModelsKeepHalvesThatAttendAsTheRoundedReference) {
+  TinySpec spec = variant("qwen2", 4, 2, true, false);
+  rag::test::TempDir dir;
+  auto f32_model = write_and_load(spec, dir);
+  EXPECT_EQ(f32_model->config().kv_layout().type, nn::TensorType::kF32);
+  for (nn::TensorType type : {nn::TensorType::kF16, nn::TensorType::kBF16, nn::TensorType::kQ8_0, nn::TensorType::kQ4_0}) {
+    spec.type = type;
+    rag::test::TempDir type_dir;
+    EXPECT_EQ(write_and_load(spec, type_dir)->config().kv_layout().block_bytes() * 2,
+              f32_model->config().kv_layout().block_bytes())
+        << nn::tensor_type_name(type);
+  }
+
+  spec.type = nn::TensorType::kF16;
+  test::TinyModel tiny;
+  auto model = write_and_load(spec, dir, &tiny);
+  EXPECT_EQ(model->config().kv_layout().type, nn::TensorType::kF16);
+  const auto expected = test::reference_logits(rounded(tiny, nn::TensorType::kF16), kTokens, /*kv_f16=*/true);
+  const auto actual = decode_each(*model, kTokens);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t pos = 0; pos < expected.size(); ++pos) {
+    double scale = 0.0;
+    for (double v : expected[pos]) scale = std::max(scale, std::abs(v));
+    for (size_t i = 0; i < expected[pos].size(); ++i)
+      ASSERT_NEAR(actual[pos][i], expected[pos][i], 1e-4 * scale) << "position " << pos << " logit " << i;
+  }
+}
+
 TEST(Generate, GreedyFollowsTheReferenceArgmax) {
   rag::test::TempDir dir;
   test::TinyModel tiny;

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "nn/gguf.h"
+#include "nn/tensor.h"
 
 namespace rag::generate::test {
 namespace {
@@ -124,7 +125,7 @@ void write_tiny_model(const TinyModel& m, const std::string& path) {
   w.write(path);
 }
 
-std::vector<std::vector<double>> reference_logits(const TinyModel& m, const std::vector<int32_t>& tokens) {
+std::vector<std::vector<double>> reference_logits(const TinyModel& m, const std::vector<int32_t>& tokens, bool kv_f16) {
   const TinySpec& s = m.spec;
   const int64_t head_dim = s.dim / s.heads, kv_dim = s.kv_heads * head_dim, group = s.heads / s.kv_heads;
   const bool neox = s.architecture == "qwen2";
@@ -147,6 +148,10 @@ std::vector<std::vector<double>> reference_logits(const TinyModel& m, const std:
       }
       rope(q, s.heads, head_dim, static_cast<int64_t>(pos), s.rope_base, neox);
       rope(k, s.kv_heads, head_dim, static_cast<int64_t>(pos), s.rope_base, neox);
+      if (kv_f16) {
+        for (double& e : k) e = nn::f16_to_f32(nn::f32_to_f16(static_cast<float>(e)));
+        for (double& e : v) e = nn::f16_to_f32(nn::f32_to_f16(static_cast<float>(e)));
+      }
       keys[l].push_back(k);
       values[l].push_back(v);
       std::vector<double> attn(q.size(), 0.0);

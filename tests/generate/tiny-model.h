@@ -41,8 +41,10 @@ struct TinyModel {
 TinyModel make_tiny_model(const TinySpec& spec);
 void write_tiny_model(const TinyModel& model, const std::string& path);
 
-// Logits of every position when `tokens` are run in order from position 0, in double precision.
-std::vector<std::vector<double>> reference_logits(const TinyModel& model, const std::vector<int32_t>& tokens);
+// Logits of every position when `tokens` are run in order from position 0, in double precision. With
+// kv_f16, K and V are rounded through IEEE half as they enter the cache, as the decoder's F16 cache does.
+std::vector<std::vector<double>> reference_logits(const TinyModel& model, const std::vector<int32_t>& tokens,
+                                                  bool kv_f16 = false);
 
 double cosine(const std::vector<double>& a, const std::vector<float>& b);
 

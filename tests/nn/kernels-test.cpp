@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -443,6 +444,39 @@ TEST_F(KernelsTest, ActivationQuantizationIsThePortableBytesAtEveryLevel) {
     EXPECT_EQ(q2, qs) << k->name;
     EXPECT_EQ(std::memcmp(d2.data(), d.data(), d.size() * sizeof(float)), 0) << k->name;
     EXPECT_EQ(std::memcmp(ds2.data(), ds.data(), ds.size() * sizeof(float)), 0) << k->name;
+  }
+}
+
+// The KV cache's F16 rows: to half as f32_to_f16 rounds (ties to even, subnormals, the vector body and the
+// scalar tail alike), except that the values past the half range saturate; back exactly.
+TEST_F(KernelsTest, F16RowsRoundAsTheScalarConversionAndSaturate) {
+  std::vector<float> x = random_floats(1000, 5, 8.0f);
+  const float edge[] = {0.0f, -0.0f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, 65504.0f, 65519.0f, -65504.0f,
+                        6.0e-8f, -3.0e-8f, 1.0e-5f, 2.9802322e-8f, 1.0e-30f, std::nanf("")};
+  x.insert(x.begin() + 3, std::begin(edge), std::end(edge));  // some in the vector body, some in the tail
+  const auto saturated_from = static_cast<int64_t>(x.size());
+  for (float big : {65520.0f, -65520.0f, 1.0e30f, -std::numeric_limits<float>::infinity()}) x.push_back(big);
+  x.push_back(1.5f);  // 1018 values: a tail of 2 after the last 8-wide step
+  const auto n = static_cast<int64_t>(x.size());
+  for (SimdLevel level : available_levels()) {
+    set_simd_level(level);
+    SCOPED_TRACE(simd_level_name(level));
+    std::vector<uint16_t> h(x.size());
+    f32_to_f16_row(x.data(), h.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto u = static_cast<size_t>(i);
+      if (std::isnan(x[u])) {
+        EXPECT_TRUE(std::isnan(f16_to_f32(h[u]))) << i;
+      } else if (i >= saturated_from && i + 1 < n) {
+        EXPECT_EQ(h[u], x[u] > 0 ? 0x7bff : 0xfbff) << "value " << x[u] << " saturates to ±65504";
+      } else {
+        EXPECT_EQ(h[u], f32_to_f16(x[u])) << "value " << x[u];
+      }
+    }
+    std::vector<float> back(x.size());
+    f16_to_f32_row(h.data(), back.data(), n);
+    for (size_t i = 0; i < x.size(); ++i)
+      if (!std::isnan(x[i])) EXPECT_EQ(back[i], f16_to_f32(h[i])) << i;
   }
 }
 
