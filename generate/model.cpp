@@ -251,6 +251,14 @@ void Model::embed(int32_t token, float* out) const {
 // The tile used to shrink as L grew (the whole L-long score matrix had to fit in L2): at L = 2000 it held
 // 4 tokens and every K and V row was read again for each 4 query tokens. A row's result depends only on
 // its own query and the blocks it sees, so batching and chunking leave every row's bits unchanged.
+namespace {
+
+int64_t padded_rows(int64_t rows) {
+  return (rows + nn::kAttentionRowVector - 1) / nn::kAttentionRowVector * nn::kAttentionRowVector;
+}
+
+}  // namespace
+
 void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
   const ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(b.tokens.size());
@@ -280,7 +288,7 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
       const int64_t keys = b.positions[static_cast<size_t>(t0 + count - 1)] + 1;
       for (int64_t g = 0; g < c.head_count_kv; ++g) tasks.push_back({t0, count, g, keys});
       work += count * keys * 2 * q_dim;
-      max_rows = std::max(max_rows, group * count);
+      max_rows = std::max(max_rows, padded_rows(group * count));
     }
     i = j;
   }
@@ -304,12 +312,14 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
   for (size_t task = 0; task < tasks.size(); ++task) {
     const Task& k = tasks[task];
     const KvBlocks& kv = *b.kv[static_cast<size_t>(k.first)];
-    const int64_t rows = group * k.count, kv_off = k.kv_head * hd;
+    // `lanes` query rows: the tile's `rows`, then padding rows that see no key (visible 0, so the kernel
+    // leaves them as they are) up to whole vectors of lanes, so that no pass needs masked loads and stores.
+    const int64_t rows = group * k.count, lanes = padded_rows(rows), kv_off = k.kv_head * hd;
     const int64_t first_pos = b.positions[static_cast<size_t>(k.first)];
-    float* q_t = s.scores.data() + omp_get_thread_num() * per_thread;  // Qᵀ: hd × rows
-    float* out_t = q_t + rows * hd;                                     // Oᵀ: hd × rows
-    float* max = out_t + rows * hd;
-    float* sum = max + rows;
+    float* q_t = s.scores.data() + omp_get_thread_num() * per_thread;  // Qᵀ: hd × lanes
+    float* out_t = q_t + lanes * hd;                                    // Oᵀ: hd × lanes
+    float* max = out_t + lanes * hd;
+    float* sum = max + lanes;
     int32_t* visible = s.visible.data() + omp_get_thread_num() * max_rows;
     uint32_t* q_pairs = bf16 ? s.q_pairs.data() + omp_get_thread_num() * max_rows * pairs : nullptr;
     float* k_f32 = f16 ? s.kv_f32.data() + omp_get_thread_num() * 2 * block_values : nullptr;
@@ -320,29 +330,39 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
         const float* qh = q + h * hd;
         const int64_t r = t * group + h;
         if (bf16) {
-          nn::f32_to_bf16_pairs(qh, scale, pairs, q_pairs + r, rows);
+          nn::f32_to_bf16_pairs(qh, scale, pairs, q_pairs + r, lanes);
         } else {
-          for (int64_t d = 0; d < hd; ++d) q_t[d * rows + r] = qh[d] * scale;
+          for (int64_t d = 0; d < hd; ++d) q_t[d * lanes + r] = qh[d] * scale;
         }
       }
     }
-    std::fill(out_t, out_t + rows * hd, 0.0f);
-    std::fill(max, max + rows, std::numeric_limits<float>::lowest());
-    std::fill(sum, sum + rows, 0.0f);
+    for (int64_t r = rows; r < lanes; ++r) {
+      if (bf16) {
+        for (int64_t i = 0; i < pairs; ++i) q_pairs[i * lanes + r] = 0;
+      } else {
+        for (int64_t d = 0; d < hd; ++d) q_t[d * lanes + r] = 0.0f;
+      }
+    }
+    std::fill(visible + rows, visible + lanes, 0);
+    std::fill(out_t, out_t + lanes * hd, 0.0f);
+    std::fill(max, max + lanes, std::numeric_limits<float>::lowest());
+    std::fill(sum, sum + lanes, 0.0f);
     for (int64_t p = 0; p < k.keys; p += kKvBlockTokens) {
       const int64_t block = std::min(kKvBlockTokens, k.keys - p);
       // Token t (position first_pos + t) sees positions ≤ its own: of this block, those before
-      // first_pos + t + 1 - p. Tokens that see none of it come first; they are left out of the call.
+      // first_pos + t + 1 - p. Tokens that see none of it come first; the call leaves out the whole vectors
+      // of their rows.
       const int64_t skip = std::clamp<int64_t>(p - first_pos, 0, k.count);
+      const int64_t r0 = skip * group / nn::kAttentionRowVector * nn::kAttentionRowVector;
+      std::fill(visible + r0, visible + skip * group, 0);
       for (int64_t t = skip; t < k.count; ++t) {
         const auto seen = static_cast<int32_t>(std::min(block, first_pos + t + 1 - p));
         std::fill_n(visible + t * group, group, seen);
       }
-      const int64_t r0 = skip * group;
       nn::AttentionBlock a;
-      a.rows = rows - r0;
+      a.rows = lanes - r0;
       a.head_dim = hd;
-      a.ld = rows;
+      a.ld = lanes;
       a.q_t = q_t + r0;
       a.q_pairs = bf16 ? q_pairs + r0 : nullptr;
       if (f16) {
@@ -374,7 +394,7 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
       for (int64_t h = 0; h < group; ++h) {
         const int64_t r = t * group + h;
         const float inverse = 1.0f / sum[r];
-        for (int64_t d = 0; d < hd; ++d) o[h * hd + d] = out_t[d * rows + r] * inverse;
+        for (int64_t d = 0; d < hd; ++d) o[h * hd + d] = out_t[d * lanes + r] * inverse;
       }
     }
   }

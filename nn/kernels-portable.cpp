@@ -81,7 +81,8 @@ void row_to_f32(TensorType type, const void* row, float* y, int64_t n) {
 void f32_to_f16_saturating(const float* x, uint16_t* y, int64_t n) {
   constexpr float kHalfMax = 65504.0f;
   // std::clamp would turn NaN into a bound; NaN stays NaN.
-  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i] > kHalfMax ? kHalfMax : x[i] < -kHalfMax ? -kHalfMax : x[i]);
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = f32_to_f16(x[i] > kHalfMax ? kHalfMax : x[i] < -kHalfMax ? -kHalfMax : x[i]);
 }
 
 void matmul_q8(TensorType type, const void* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y,

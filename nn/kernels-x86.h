@@ -496,10 +496,12 @@ void x86_axpy(float alpha, const float* x, float* y, int64_t n) {
   map2(x, y, y, n, [&](__m256 u, __m256 v) { return _mm256_fmadd_ps(av, u, v); });
 }
 
-// Flash attention over one KV block (nn::attention_block), 16 query rows at a time in the lanes of two
-// vectors: queries and outputs are stored transposed, so every step is vertical (no horizontal sums, the
-// causal mask a per-lane compare) and each key or value element is one broadcast shared by 16 rows.
-//   scores  S (keys × 16 lanes) = K · Qᵀ, kAttentionKeys keys at a time held in registers over head_dim;
+// Flash attention over one KV block (nn::attention_block), up to 16 query rows at a time in the lanes of
+// V = 2 vectors (V = 1 for a pass of at most 8 rows: a decoding token's query heads of one KV head, where
+// a second vector would double the work for empty lanes): queries and outputs are stored transposed, so
+// every step is vertical (no horizontal sums, the causal mask a per-lane compare) and each key or value
+// element is one broadcast shared by the pass's rows.
+//   scores  S (keys × 8V lanes) = K · Qᵀ, kAttentionKeys keys at a time held in registers over head_dim;
 //   softmax running maximum, rescale factor α and probabilities, lane by lane;
 //   output  Oᵀ = α Oᵀ + Vᵀ · P, kAttentionColumns columns of head_dim at a time held in registers.
 // The AVX-512 build has 32 vector registers, so it keeps twice the accumulators in flight.
@@ -510,6 +512,12 @@ constexpr int kAttentionColumns = 8;
 constexpr int kAttentionKeys = 4;
 constexpr int kAttentionColumns = 4;
 #endif
+
+// Masks of a pass's lanes: all of them for a full pass, else the first `left` of them.
+template <int V>
+struct LaneMasks {
+  __m256i m[V];
+};
 
 template <bool kFull>
 inline __m256 load_lanes(const float* p, __m256i m) {
@@ -524,71 +532,69 @@ inline void store_lanes(float* p, __m256i m, __m256 v) {
   }
 }
 
-// Scores of keys [j0, j0 + G) for the 16 lanes of q (column r0 of Qᵀ), into s[j][lane].
-template <int G, bool kFull>
-inline void attention_scores(const float* q, int64_t ld, __m256i m0, __m256i m1, const float* k, int64_t kv_stride,
-                             int64_t hd, int64_t j0, float (*s)[16]) {
-  __m256 a0[G], a1[G];
-#pragma GCC unroll 8
-  for (int g = 0; g < G; ++g) a0[g] = a1[g] = _mm256_setzero_ps();
+// Scores of keys [j0, j0 + G) for the 8V lanes of q (column r0 of Qᵀ), into s[j][lane].
+template <int V, int G, bool kFull>
+inline void attention_scores(const float* q, int64_t ld, const LaneMasks<V>& lanes, const float* k,
+                             int64_t kv_stride, int64_t hd, int64_t j0, float (*s)[16]) {
+  __m256 a[G][V];
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g)
+    for (int u = 0; u < V; ++u) a[g][u] = _mm256_setzero_ps();
   const float* kj = k + j0 * kv_stride;
   for (int64_t d = 0; d < hd; ++d) {
-    const __m256 q0 = load_lanes<kFull>(q + d * ld, m0), q1 = load_lanes<kFull>(q + d * ld + 8, m1);
-#pragma GCC unroll 8
+    __m256 qd[V];
+    for (int u = 0; u < V; ++u) qd[u] = load_lanes<kFull>(q + d * ld + 8 * u, lanes.m[u]);
+#pragma GCC unroll 16
     for (int g = 0; g < G; ++g) {
       const __m256 kv = _mm256_broadcast_ss(kj + g * kv_stride + d);
-      a0[g] = _mm256_fmadd_ps(kv, q0, a0[g]);
-      a1[g] = _mm256_fmadd_ps(kv, q1, a1[g]);
+      for (int u = 0; u < V; ++u) a[g][u] = _mm256_fmadd_ps(kv, qd[u], a[g][u]);
     }
   }
-#pragma GCC unroll 8
-  for (int g = 0; g < G; ++g) {
-    _mm256_store_ps(s[j0 + g], a0[g]);
-    _mm256_store_ps(s[j0 + g] + 8, a1[g]);
-  }
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g)
+    for (int u = 0; u < V; ++u) _mm256_store_ps(s[j0 + g] + 8 * u, a[g][u]);
 }
 
-// Columns [c0, c0 + C) of Oᵀ for the 16 lanes at o: rescaled by α, plus Σ_j p_j v_j[c].
-template <int C, bool kFull>
-inline void attention_output(float* o, int64_t ld, __m256i m0, __m256i m1, const __m256 alpha[2], const float* v,
-                             int64_t kv_stride, int64_t keys, int64_t c0, const float (*p)[16]) {
-  __m256 a0[C], a1[C];
-#pragma GCC unroll 8
-  for (int c = 0; c < C; ++c) {
-    a0[c] = _mm256_mul_ps(load_lanes<kFull>(o + (c0 + c) * ld, m0), alpha[0]);
-    a1[c] = _mm256_mul_ps(load_lanes<kFull>(o + (c0 + c) * ld + 8, m1), alpha[1]);
-  }
+// Columns [c0, c0 + C) of Oᵀ for the 8V lanes at o: rescaled by α, plus Σ_j p_j v_j[c].
+template <int V, int C, bool kFull>
+inline void attention_output(float* o, int64_t ld, const LaneMasks<V>& lanes, const __m256 alpha[V],
+                             const float* v, int64_t kv_stride, int64_t keys, int64_t c0, const float (*p)[16]) {
+  __m256 a[C][V];
+#pragma GCC unroll 16
+  for (int c = 0; c < C; ++c)
+    for (int u = 0; u < V; ++u)
+      a[c][u] = _mm256_mul_ps(load_lanes<kFull>(o + (c0 + c) * ld + 8 * u, lanes.m[u]), alpha[u]);
   for (int64_t j = 0; j < keys; ++j) {
-    const __m256 p0 = _mm256_load_ps(p[j]), p1 = _mm256_load_ps(p[j] + 8);
+    __m256 pj[V];
+    for (int u = 0; u < V; ++u) pj[u] = _mm256_load_ps(p[j] + 8 * u);
     const float* vj = v + j * kv_stride + c0;
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int c = 0; c < C; ++c) {
       const __m256 vv = _mm256_broadcast_ss(vj + c);
-      a0[c] = _mm256_fmadd_ps(vv, p0, a0[c]);
-      a1[c] = _mm256_fmadd_ps(vv, p1, a1[c]);
+      for (int u = 0; u < V; ++u) a[c][u] = _mm256_fmadd_ps(vv, pj[u], a[c][u]);
     }
   }
-#pragma GCC unroll 8
-  for (int c = 0; c < C; ++c) {
-    store_lanes<kFull>(o + (c0 + c) * ld, m0, a0[c]);
-    store_lanes<kFull>(o + (c0 + c) * ld + 8, m1, a1[c]);
-  }
+#pragma GCC unroll 16
+  for (int c = 0; c < C; ++c)
+    for (int u = 0; u < V; ++u) store_lanes<kFull>(o + (c0 + c) * ld + 8 * u, lanes.m[u], a[c][u]);
 }
 
-template <bool kFull>
+template <int V, bool kFull>
 inline void attention_lanes(int64_t r0, int64_t hd, int64_t ld, const float* q_t, const float* k, const float* v,
-                            int64_t kv_stride, int64_t keys, __m256i vis[2], __m256i m0, __m256i m1, float* max,
-                            float* sum, float* out_t) {
+                            int64_t kv_stride, int64_t keys, const __m256i vis[V], const LaneMasks<V>& lanes,
+                            float* max, float* sum, float* out_t) {
+  // One vector of lanes keeps as many accumulators in flight as two, with twice the keys or columns.
+  constexpr int kKeys = kAttentionKeys * 2 / V, kColumns = kAttentionColumns * 2 / V;
   alignas(32) float s[16][16];  // key j, lane: scores, then probabilities
   int64_t j = 0;
-  for (; j + kAttentionKeys <= keys; j += kAttentionKeys)
-    attention_scores<kAttentionKeys, kFull>(q_t + r0, ld, m0, m1, k, kv_stride, hd, j, s);
-  for (; j < keys; ++j) attention_scores<1, kFull>(q_t + r0, ld, m0, m1, k, kv_stride, hd, j, s);
+  for (; j + kKeys <= keys; j += kKeys)
+    attention_scores<V, kKeys, kFull>(q_t + r0, ld, lanes, k, kv_stride, hd, j, s);
+  for (; j < keys; ++j) attention_scores<V, 1, kFull>(q_t + r0, ld, lanes, k, kv_stride, hd, j, s);
 
-  __m256 alpha[2];
+  __m256 alpha[V];
   const __m256 minus_inf = _mm256_set1_ps(-__builtin_inff());
-  for (int u = 0; u < 2; ++u) {
-    const __m256i m = u == 0 ? m0 : m1;
+  for (int u = 0; u < V; ++u) {
+    const __m256i m = lanes.m[u];
     const __m256 old_max = load_lanes<kFull>(max + r0 + 8 * u, m);
     __m256 new_max = old_max;
     for (j = 0; j < keys; ++j) {
@@ -609,26 +615,41 @@ inline void attention_lanes(int64_t r0, int64_t hd, int64_t ld, const float* q_t
   }
 
   int64_t c = 0;
-  for (; c + kAttentionColumns <= hd; c += kAttentionColumns)
-    attention_output<kAttentionColumns, kFull>(out_t + r0, ld, m0, m1, alpha, v, kv_stride, keys, c, s);
-  for (; c < hd; ++c) attention_output<1, kFull>(out_t + r0, ld, m0, m1, alpha, v, kv_stride, keys, c, s);
+  for (; c + kColumns <= hd; c += kColumns)
+    attention_output<V, kColumns, kFull>(out_t + r0, ld, lanes, alpha, v, kv_stride, keys, c, s);
+  for (; c < hd; ++c) attention_output<V, 1, kFull>(out_t + r0, ld, lanes, alpha, v, kv_stride, keys, c, s);
+}
+
+template <int V>
+void attention_pass(int64_t r0, int64_t left, int64_t hd, int64_t ld, const float* q_t, const float* k,
+                    const float* v, int64_t kv_stride, int64_t keys, const int32_t* visible, float* max, float* sum,
+                    float* out_t) {
+  LaneMasks<V> lanes;
+  __m256i vis[V];
+  __m256i any = _mm256_setzero_si256();
+  for (int u = 0; u < V; ++u) {
+    const int64_t in = left - 8 * u;
+    lanes.m[u] = in >= 8 ? _mm256_set1_epi32(-1) : in > 0 ? tail_mask(in) : _mm256_setzero_si256();
+    vis[u] = _mm256_maskload_epi32(visible + r0 + 8 * u, lanes.m[u]);
+    any = _mm256_or_si256(any, vis[u]);
+  }
+  if (_mm256_testz_si256(any, any)) return;  // no row here sees a key of this block
+  if (left >= 8 * V) {
+    attention_lanes<V, true>(r0, hd, ld, q_t, k, v, kv_stride, keys, vis, lanes, max, sum, out_t);
+  } else {
+    attention_lanes<V, false>(r0, hd, ld, q_t, k, v, kv_stride, keys, vis, lanes, max, sum, out_t);
+  }
 }
 
 void x86_attention_block(int64_t rows, int64_t hd, int64_t ld, const float* q_t, const float* k, const float* v,
                          int64_t kv_stride, int64_t keys, const int32_t* visible, float* max, float* sum,
                          float* out_t) {
-  const __m256i all = _mm256_set1_epi32(-1);
   for (int64_t r0 = 0; r0 < rows; r0 += 16) {
     const int64_t left = rows - r0;
-    const __m256i m0 = left >= 8 ? all : tail_mask(left);
-    const __m256i m1 = left >= 16 ? all : left > 8 ? tail_mask(left - 8) : _mm256_setzero_si256();
-    __m256i vis[2] = {_mm256_maskload_epi32(visible + r0, m0), _mm256_maskload_epi32(visible + r0 + 8, m1)};
-    const __m256i any = _mm256_or_si256(vis[0], vis[1]);
-    if (_mm256_testz_si256(any, any)) continue;  // no row here sees a key of this block
-    if (left >= 16) {
-      attention_lanes<true>(r0, hd, ld, q_t, k, v, kv_stride, keys, vis, m0, m1, max, sum, out_t);
+    if (left <= 8) {
+      attention_pass<1>(r0, left, hd, ld, q_t, k, v, kv_stride, keys, visible, max, sum, out_t);
     } else {
-      attention_lanes<false>(r0, hd, ld, q_t, k, v, kv_stride, keys, vis, m0, m1, max, sum, out_t);
+      attention_pass<2>(r0, left, hd, ld, q_t, k, v, kv_stride, keys, visible, max, sum, out_t);
     }
   }
 }

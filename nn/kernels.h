@@ -131,6 +131,11 @@ struct AttentionBlock {
 inline constexpr int64_t kAttentionBlockKeys = 16;
 // Query rows the x86 kernels take per pass through a block: a call with a multiple of it leaves no lane idle.
 inline constexpr int64_t kAttentionRowLanes = 16;
+// Query rows of one vector of the AVX2 kernel: a call whose rows are a multiple of it runs without masked
+// loads and stores, which are slow on AMD (Zen 3, one core, bench/kernels BM_Attention over 2,000 keys:
+// 7 rows 154-167 us, 8 rows 96-103). Callers pad a tile with rows whose visible is 0, which the kernels
+// leave unchanged.
+inline constexpr int64_t kAttentionRowVector = 8;
 void attention_block(const AttentionBlock& block);
 // Whether attention_block takes q_pairs for this head_dim at the current SIMD level: AVX-512 with
 // AVX512_BF16 and an even head_dim of at most 256.

@@ -260,7 +260,8 @@ TEST(KvCache, NonF32ModelsKeepHalvesThatAttendAsTheRoundedReference) {
   rag::test::TempDir dir;
   auto f32_model = write_and_load(spec, dir);
   EXPECT_EQ(f32_model->config().kv_layout().type, nn::TensorType::kF32);
-  for (nn::TensorType type : {nn::TensorType::kF16, nn::TensorType::kBF16, nn::TensorType::kQ8_0, nn::TensorType::kQ4_0}) {
+  for (nn::TensorType type :
+       {nn::TensorType::kF16, nn::TensorType::kBF16, nn::TensorType::kQ8_0, nn::TensorType::kQ4_0}) {
     spec.type = type;
     rag::test::TempDir type_dir;
     EXPECT_EQ(write_and_load(spec, type_dir)->config().kv_layout().block_bytes() * 2,

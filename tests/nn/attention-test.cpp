@@ -1,6 +1,7 @@
 // nn::attention_block (flash attention over KV blocks) against a double-precision softmax(q·kᵀ)·v over each
 // row's causal length, at every SIMD level this CPU has, on shapes that hit the edges of its tiles: row
-// counts around the 16 lanes of a pass (1, 7, 15, 16, 17, 100), head_dim not a multiple of the column
+// counts around the 16 lanes of a pass and the 8 of a one-vector pass (1, 7, 8, 15, 16, 17, 24, 100),
+// head_dim not a multiple of the column
 // groups (13), key counts not a multiple of the 16-key block (5, 40), rows whose causal length ends inside
 // a block or before it. Scores are scaled so that softmax is peaked (a wrong key or a missed rescale moves
 // the output by the size of a value, far above the tolerance).
@@ -138,8 +139,8 @@ std::vector<float> run_blocks(const Problem& p, int64_t r0, int64_t r1, Precisio
 struct Shape {
   int64_t rows, hd, keys;
 };
-constexpr Shape kShapes[] = {{1, 8, 1},   {7, 64, 5},   {15, 13, 16}, {16, 64, 17}, {17, 64, 40},
-                             {100, 8, 37}, {33, 13, 64}, {16, 64, 2},  {9, 4, 33}};
+constexpr Shape kShapes[] = {{1, 8, 1},    {7, 64, 5},   {15, 13, 16}, {16, 64, 17}, {17, 64, 40}, {100, 8, 37},
+                             {33, 13, 64}, {16, 64, 2},  {9, 4, 33},   {8, 64, 20},  {24, 16, 33}};
 
 TEST_F(AttentionBlockTest, EqualsSoftmaxOverEachRowsCausalLength) {
   uint32_t seed = 1;

@@ -476,7 +476,9 @@ TEST_F(KernelsTest, F16RowsRoundAsTheScalarConversionAndSaturate) {
     std::vector<float> back(x.size());
     f16_to_f32_row(h.data(), back.data(), n);
     for (size_t i = 0; i < x.size(); ++i)
-      if (!std::isnan(x[i])) EXPECT_EQ(back[i], f16_to_f32(h[i])) << i;
+      if (!std::isnan(x[i])) {
+        EXPECT_EQ(back[i], f16_to_f32(h[i])) << i;
+      }
   }
 }
 
