@@ -122,6 +122,7 @@ void Engine::Impl::publish() {
   s.blocks_free = pool.free_count();
   s.blocks_cached = cache ? cache->idle_blocks() : 0;
   s.block_tokens = kKvBlockTokens;
+  s.block_bytes = pool.layout().block_bytes();
   s.prefix_evictions = cache ? cache->evictions() : 0;
   std::lock_guard lock(mutex);
   s.waiting = static_cast<int64_t>(waiting.size() + incoming.size());

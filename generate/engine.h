@@ -148,6 +148,7 @@ struct EngineStats {
   int64_t blocks_free = 0;          // holding nothing
   int64_t blocks_cached = 0;        // held only by the prefix cache: reusable, evicted when needed
   int64_t block_tokens = 16;        // positions per block
+  int64_t block_bytes = 0;          // bytes per block (Engine::block_bytes())
   int64_t prefix_hit_tokens = 0;    // prompt tokens served by the prefix cache at admission
   int64_t prefix_miss_tokens = 0;   // prompt tokens that had to be prefilled
   int64_t prefix_evictions = 0;     // cached blocks evicted

@@ -1028,6 +1028,10 @@ struct HttpServer::Impl {
       snap.running = admission.running();
       snap.waiting = admission.waiting();
       snap.ready = s.ready;
+      snap.kv_bytes = s.kv_bytes;
+      snap.kv_blocks_used = s.kv_blocks_used;
+      snap.kv_blocks_cached = s.kv_blocks_cached;
+      snap.kv_blocks_free = s.kv_blocks_free;
       r.set_content(metrics.render(snap), "text/plain; version=0.0.4");
     }, false));
   }

@@ -103,6 +103,16 @@ std::string Metrics::render(const MetricsSnapshot& s) const {
       "rag_requests_waiting {}\n"
       "# HELP rag_ready 1 when the index and models are loaded.\n# TYPE rag_ready gauge\nrag_ready {}\n",
       s.tokens_generated, tps, hit, s.generation, s.running, s.waiting, s.ready ? 1 : 0);
+  if (s.kv_bytes > 0) {
+    out += fmt::format(
+        "# HELP rag_kv_cache_bytes The generator's KV cache pool (--kv-mem, in whole blocks).\n"
+        "# TYPE rag_kv_cache_bytes gauge\nrag_kv_cache_bytes {}\n"
+        "# HELP rag_kv_cache_blocks KV blocks of 16 positions: used by requests, cached for prefix reuse, free.\n"
+        "# TYPE rag_kv_cache_blocks gauge\n"
+        "rag_kv_cache_blocks{{state=\"used\"}} {}\nrag_kv_cache_blocks{{state=\"cached\"}} {}\n"
+        "rag_kv_cache_blocks{{state=\"free\"}} {}\n",
+        s.kv_bytes, s.kv_blocks_used, s.kv_blocks_cached, s.kv_blocks_free);
+  }
   return out;
 }
 

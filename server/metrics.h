@@ -33,6 +33,8 @@ struct MetricsSnapshot {          // values the service owns, read at scrape tim
   int64_t running = 0;
   int64_t waiting = 0;
   bool ready = false;
+  int64_t kv_bytes = 0;             // the generator's KV pool; 0 without a generator (nothing rendered)
+  int64_t kv_blocks_used = 0, kv_blocks_cached = 0, kv_blocks_free = 0;
 };
 
 class Metrics {

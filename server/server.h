@@ -164,6 +164,11 @@ struct ServiceStats {
   int64_t prefix_hit_tokens = 0;     // prompt tokens served by the generator's prefix cache
   int64_t prefix_miss_tokens = 0;    // prompt tokens that had to be computed
   int64_t tokens_generated = 0;
+  // The generator's KV pool (all 0 without a generator): its bytes and its blocks by state.
+  int64_t kv_bytes = 0;
+  int64_t kv_blocks_used = 0;        // held by requests (shared ones counted once)
+  int64_t kv_blocks_cached = 0;      // held only by the prefix cache: reusable, evicted when needed
+  int64_t kv_blocks_free = 0;
   bool ready = false;                // index present and models loaded
 };
 

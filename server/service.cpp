@@ -439,6 +439,10 @@ ServiceStats Service::stats() {
     s.tokens_generated = e.tokens_generated;
     s.prefix_hit_tokens = e.prefix_hit_tokens;
     s.prefix_miss_tokens = e.prefix_miss_tokens;
+    s.kv_bytes = e.blocks_total * e.block_bytes;
+    s.kv_blocks_used = e.blocks_total - e.blocks_free - e.blocks_cached;
+    s.kv_blocks_cached = e.blocks_cached;
+    s.kv_blocks_free = e.blocks_free;
   }
   return s;
 }

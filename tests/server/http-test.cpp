@@ -61,6 +61,8 @@ World& world() {
 }
 
 // A service plus server on a free loopback port, serving on its own thread.
+constexpr int64_t kKvMemory = 8 << 20;  // every test server's KV pool
+
 struct Running {
   std::unique_ptr<Service> service;
   std::unique_ptr<HttpServer> server;
@@ -69,7 +71,7 @@ struct Running {
 
   Running(Config config, bool keys = true) {
     config.data_dir = world().data;
-    config.kv_memory_bytes = 8 << 20;
+    config.kv_memory_bytes = kKvMemory;
     service = std::make_unique<Service>(config);
     HttpOptions http;
     http.port = 0;
@@ -452,12 +454,35 @@ TEST(HttpServer, MetricsInPrometheusTextFormat) {
   std::smatch m;
   ASSERT_TRUE(std::regex_search(text, m, std::regex(R"(rag_prefix_cache_hit_ratio ([0-9.e-]+))")));
   EXPECT_GT(std::stod(m[1].str()), 0.0);
+  // The KV pool: --kv-mem in whole blocks; the two answers' blocks are back, cached or free.
+  auto gauge = [&](const std::string& series) -> int64_t {
+    const size_t at = text.find("\n" + series + " ");
+    return at == std::string::npos ? -1 : std::stoll(text.substr(at + series.size() + 2));
+  };
+  const int64_t kv_bytes = gauge("rag_kv_cache_bytes"), used = gauge(R"(rag_kv_cache_blocks{state="used"})"),
+                cached = gauge(R"(rag_kv_cache_blocks{state="cached"})"),
+                free = gauge(R"(rag_kv_cache_blocks{state="free"})");
+  ASSERT_GT(kv_bytes, 0) << text;
+  EXPECT_EQ(used, 0);
+  EXPECT_GT(cached, 0);
+  EXPECT_GT(free, 0);
+  const int64_t blocks = used + cached + free;
+  EXPECT_EQ(kv_bytes % blocks, 0);
+  EXPECT_LE(kv_bytes, kKvMemory);
+  EXPECT_GT(kv_bytes + kv_bytes / blocks, kKvMemory);
   // Every non-comment line is "name{labels} value" or "name value".
   std::istringstream lines(text);
   for (std::string line; std::getline(lines, line);) {
     if (line.empty() || line[0] == '#') continue;
     EXPECT_TRUE(std::regex_match(line, std::regex(R"([a-z_]+(\{[^}]*\})? [-+0-9.eInf]+)"))) << line;
   }
+}
+
+TEST(HttpServer, MetricsWithoutAGeneratorHaveNoKvPool) {
+  Running r(Config{});
+  const std::string text = r.client().Get("/metrics")->body;
+  EXPECT_NE(text.find("rag_ready "), std::string::npos) << text;
+  EXPECT_EQ(text.find("rag_kv_cache"), std::string::npos) << text;
 }
 
 TEST(HttpServer, DocumentsUploadListDeleteWithAcl) {
