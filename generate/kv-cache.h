@@ -31,8 +31,7 @@ struct KvLayout {
   int64_t kv_dim = 0;  // values per K (or V) row: head_count_kv × head_dim
   nn::TensorType type = nn::TensorType::kF32;  // kF32 or kF16
 
-  int64_t value_bytes() const { return type == nn::TensorType::kF16 ? 2 : 4; }
-  int64_t row_bytes() const { return kv_dim * value_bytes(); }
+  int64_t row_bytes() const { return static_cast<int64_t>(nn::row_bytes(type, kv_dim)); }
   int64_t block_bytes() const { return layer_count * 2 * kKvBlockTokens * row_bytes(); }
 };
 

@@ -365,11 +365,11 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
       a.ld = lanes;
       a.q_t = q_t + r0;
       a.q_pairs = bf16 ? q_pairs + r0 : nullptr;
+      const auto head_offset = static_cast<int64_t>(nn::row_bytes(c.kv_type, kv_off));
+      const std::byte* k_rows = kv.key(layer, p) + head_offset;
+      const std::byte* v_rows = kv.value(layer, p) + head_offset;
       if (f16) {
         const int64_t stride = kv.layout.row_bytes();
-        const int64_t head_offset = kv_off * static_cast<int64_t>(sizeof(uint16_t));
-        const std::byte* k_rows = kv.key(layer, p) + head_offset;
-        const std::byte* v_rows = kv.value(layer, p) + head_offset;
         for (int64_t j = 0; j < block; ++j) {
           nn::f16_to_f32_row(reinterpret_cast<const uint16_t*>(k_rows + j * stride), k_f32 + j * hd, hd);
           nn::f16_to_f32_row(reinterpret_cast<const uint16_t*>(v_rows + j * stride), v_f32 + j * hd, hd);
@@ -378,8 +378,8 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
         a.v = v_f32;
         a.kv_stride = hd;
       } else {
-        a.k = reinterpret_cast<const float*>(kv.key(layer, p)) + kv_off;
-        a.v = reinterpret_cast<const float*>(kv.value(layer, p)) + kv_off;
+        a.k = reinterpret_cast<const float*>(k_rows);
+        a.v = reinterpret_cast<const float*>(v_rows);
         a.kv_stride = kv_dim;
       }
       a.keys = block;
