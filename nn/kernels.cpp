@@ -25,7 +25,8 @@
 // tile kernel repacks every weight it reads, a cost a few tokens do not repay: matvec_batch (each weight row
 // loaded once, shared by up to 4 tokens in registers) took, one core, CPU time, Q8_0 4864×896 (bench/kernels
 // BM_DecodeBatch), n = 2: 0.21 ms against tiles 0.51; n = 4: 0.33 against 0.54; n = 8: 0.63 against 0.62;
-// n = 16: 1.35 against 0.99 (Q4_0 alike). Those matvec_batch figures are the dot-product kernel's; the AVX-512 16-row group kernel that replaced it (kernels-avx512.cpp) halved
+// n = 16: 1.35 against 0.99 (Q4_0 alike). Those matvec_batch figures are the dot-product kernel's; the
+// AVX-512 16-row group kernel that replaced it (kernels-avx512.cpp) halved
 // the CPU time of an 8-token decode pass and rounds as the tiles do, and moved the crossing: two threads,
 // real time, 4864×896, matvec_batch against tiles, Q4_0 (Q8_0): n = 16: 0.29 (0.30) against 0.45 (0.38) ms;
 // n = 24: 0.44 (0.47) against 0.56 (0.49); n = 32: 0.62 (0.59) against 0.68 (0.59); n = 64: 1.28 (1.17)
