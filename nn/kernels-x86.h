@@ -179,6 +179,32 @@ inline __m256i fold_quad(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
   return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
 }
 
+// Block b of the quad's rows (u: their unsigned bytes, from the matvec tile) against token block xq, in
+// fold_quad's layout.
+template <class Block>
+inline __m256i quad_products(const Block* const* rows, int64_t b, const __m256i* u, __m256i xq) {
+  constexpr bool kQ4 = sizeof(Block) == sizeof(BlockQ4_0);
+#if !(defined(__AVX512VNNI__) && defined(__AVX512VL__))
+  if constexpr (kQ4) {
+    // A nibble pair's product is at most 2 * 15 * 127, so four pairs of one row still fit in int16: the fold
+    // runs on vpmaddubsw's int16 pairs (unpacks keep a row's two neighbours together) and one vpmaddwd
+    // widens all four rows, where dot_u8s8 would take four. The same integers, so the same bits.
+    const __m256i p0 = _mm256_maddubs_epi16(u[0], xq), p1 = _mm256_maddubs_epi16(u[1], xq);
+    const __m256i p2 = _mm256_maddubs_epi16(u[2], xq), p3 = _mm256_maddubs_epi16(u[3], xq);
+    const __m256i ab = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+    const __m256i cd = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+    const __m256i abcd = _mm256_add_epi16(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+    return _mm256_madd_epi16(abcd, _mm256_set1_epi16(1));
+  }
+#endif
+  __m256i p[4];
+  for (int i = 0; i < 4; ++i) {
+    const __m256i s = kQ4 ? xq : _mm256_sign_epi8(xq, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i][b].qs)));
+    p[i] = dot_u8s8(_mm256_setzero_si256(), u[i], s);
+  }
+  return fold_quad(p[0], p[1], p[2], p[3]);
+}
+
 // Rows rows[0..3] against T tokens of x: y[t * ldy + i] for rows i < count. `next` (or null) is where the
 // quad after the following one starts: reading 4 rows in step hides them from the hardware prefetcher, so
 // each block fetches its share of that contiguous stretch into L2. bench/kernels BM_Matvec, 151936 × 896
@@ -208,12 +234,7 @@ void x86_matvec_tile(const Block* const* rows, int count, const Block* next, int
     }
     for (int t = 0; t < T; ++t) {
       const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + t * x.k + b * kQuantBlock));
-      __m256i p[4];
-      for (int i = 0; i < 4; ++i) {
-        const __m256i s = kQ4 ? xq : _mm256_sign_epi8(xq, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i][b].qs)));
-        p[i] = dot_u8s8(_mm256_setzero_si256(), u[i], s);
-      }
-      const __m256 q = _mm256_cvtepi32_ps(fold_quad(p[0], p[1], p[2], p[3]));
+      const __m256 q = _mm256_cvtepi32_ps(quad_products<Block>(rows, b, u, xq));
       const __m256 dx = _mm256_set1_ps(x.d[t * blocks + b]);
       const __m256 scaled = kQ4 ? _mm256_fmsub_ps(q, dx, _mm256_set1_ps(4.0f * x.ds[t * blocks + b])) : _mm256_mul_ps(q, dx);
       acc[t] = _mm256_fmadd_ps(scaled, dw, acc[t]);
