@@ -1,6 +1,6 @@
 // The AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; see nn/CMakeLists.txt): the shared
-// x86 body of kernels-x86.h with the vpmaddubsw int8 dot product, whose quad kernel serves matvec and matmul
-// alike.
+// x86 body of kernels-x86.h with the vpmaddubsw int8 dot product, whose quad and octet kernels serve matvec
+// and matmul alike.
 #include "nn/kernels-x86.h"
 
 namespace rag::nn {

@@ -148,13 +148,17 @@ void x86_scan_u4(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t 
 // vpmaddwd (Q8_0: |w| times x with w's sign by vpsignb; Q4_0: the nibbles, 0..15, times x) into 8 int32
 // lanes, and the 4 pairs' lanes are folded by unpacks and adds into one vector: lane i holds row i's sum over
 // the block's first 16 elements, lane i + 4 over its last 16. One conversion and two float operations then
-// scale all four: lane l adds d_w (d_x p_l - 4 ds) for Q4_0, so a row's two lanes subtract the nibbles'
-// offset 8 d_w ds, and d_w d_x p_l for Q8_0. On an AVX2-only Zen 3 (register-only microbenchmarks),
+// scale all four: lane l adds d_w d_x p_l for Q8_0. On an AVX2-only Zen 3 (register-only microbenchmarks),
 // vpmaddubsw, vpmaddwd and FMAs share two pipes at 2 per cycle while unpacks and adds run beside them, so the
 // fold is nearly free and saves three conversions and six float operations per quad and block. Tiles are a
 // row quad against up to kQuadTokens tokens, each row's block prepared once for all of them; a pair's
 // arithmetic is the same whatever the tile and whichever rows share its quad, so dot, matvec, matvec_batch
 // and matmul_q8 give the same bits.
+//
+// Q4_0 products are small enough to stay in int16 longer: a nibble pair is at most 2 * 15 * 127, so the
+// 16 pairs of a row's block fit. The quads fold vpmaddubsw's int16 pairs, add the two halves, and widen
+// once: 4 lanes of whole-block sums p, each adding d_w (d_x p - 8 ds). Several tokens take octets instead
+// (below), which reach the same sums without a fold and scale them the same way, so the bits agree.
 //
 // bench/decoder on the Qwen2.5-0.5B-shaped bench models, two threads, against the row-by-row dot products
 // and dequant + sgemm prefill this replaced (two alternated rounds): prefill 512 Q4_0 120 -> 185 tok/s,
@@ -163,13 +167,12 @@ void x86_scan_u4(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t 
 // scaled on its own, reached 142-174 tok/s of prefill: about 3 cycles per pair and block.
 constexpr int kQuadTokens = 4;
 
-// The f16 scales of block b of the quad's rows as [d0, d1, d2, d3, d0, d1, d2, d3].
+// The f16 scales of block b of the quad's rows as [d0, d1, d2, d3].
 template <class Block>
-inline __m256 quad_scales(const Block* const* rows, int64_t b) {
+inline __m128 quad_scales(const Block* const* rows, int64_t b) {
   const uint64_t h = uint64_t{rows[0][b].d} | uint64_t{rows[1][b].d} << 16 | uint64_t{rows[2][b].d} << 32 |
                      uint64_t{rows[3][b].d} << 48;
-  const __m128 d = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(h)));
-  return _mm256_set_m128(d, d);
+  return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(h)));
 }
 
 // Lane i: the sum of p_i's lanes 0-3; lane i + 4: of its lanes 4-7.
@@ -179,31 +182,26 @@ inline __m256i fold_quad(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
   return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
 }
 
-// Block b of the quad's rows (u: their unsigned bytes, from the matvec tile) against token block xq, in
-// fold_quad's layout.
-template <class Block>
-inline __m256i quad_products(const Block* const* rows, int64_t b, const __m256i* u, __m256i xq) {
-  constexpr bool kQ4 = sizeof(Block) == sizeof(BlockQ4_0);
-#if !(defined(__AVX512VNNI__) && defined(__AVX512VL__))
-  if constexpr (kQ4) {
-    // A nibble pair's product is at most 2 * 15 * 127, so four pairs of one row still fit in int16: the fold
-    // runs on vpmaddubsw's int16 pairs (unpacks keep a row's two neighbours together) and one vpmaddwd
-    // widens all four rows, where dot_u8s8 would take four. The same integers, so the same bits.
-    const __m256i p0 = _mm256_maddubs_epi16(u[0], xq), p1 = _mm256_maddubs_epi16(u[1], xq);
-    const __m256i p2 = _mm256_maddubs_epi16(u[2], xq), p3 = _mm256_maddubs_epi16(u[3], xq);
-    const __m256i ab = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
-    const __m256i cd = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
-    const __m256i abcd = _mm256_add_epi16(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
-    return _mm256_madd_epi16(abcd, _mm256_set1_epi16(1));
+// Q4_0's offset and scale for a block's whole-row sums q: d_w (d_x q - 8 ds) added to acc, the same
+// operations in quads and octets.
+template <class V>
+inline V q4_accumulate(V q, V dw, float dx, float ds, V acc) {
+  if constexpr (sizeof(V) == sizeof(__m128)) {
+    return _mm_fmadd_ps(_mm_fmsub_ps(q, _mm_set1_ps(dx), _mm_set1_ps(8.0f * ds)), dw, acc);
+  } else {
+    return _mm256_fmadd_ps(_mm256_fmsub_ps(q, _mm256_set1_ps(dx), _mm256_set1_ps(8.0f * ds)), dw, acc);
   }
-#endif
-  __m256i p[4];
-  for (int i = 0; i < 4; ++i) {
-    const __m256i s = kQ4 ? xq : _mm256_sign_epi8(xq, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i][b].qs)));
-    p[i] = dot_u8s8(_mm256_setzero_si256(), u[i], s);
-  }
-  return fold_quad(p[0], p[1], p[2], p[3]);
 }
+
+// A tile's running sums per token: a row's two halves apart (Q8_0), or whole blocks (Q4_0).
+template <bool kWhole>
+struct QuadSums {
+  using type = __m256;
+};
+template <>
+struct QuadSums<true> {
+  using type = __m128;
+};
 
 // Rows rows[0..3] against T tokens of x: y[t * ldy + i] for rows i < count. `next` (or null) is where the
 // quad after the following one starts: reading 4 rows in step hides them from the hardware prefetcher, so
@@ -215,14 +213,16 @@ void x86_matvec_tile(const Block* const* rows, int count, const Block* next, int
                      int64_t ldy) {
   constexpr bool kQ4 = sizeof(Block) == sizeof(BlockQ4_0);
   constexpr int64_t kShare = 4 * static_cast<int64_t>(sizeof(Block));
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  // Q8_0 keeps a row's halves in lanes i and i + 4 until the end; Q4_0 adds them per block.
+  using Acc = typename QuadSums<kQ4>::type;
+  Acc acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = Acc{};
   for (int64_t b = 0; b < blocks; ++b) {
     if (next != nullptr) {
       for (int64_t o = b * kShare / 64 * 64; o < (b + 1) * kShare; o += 64)
         _mm_prefetch(reinterpret_cast<const char*>(next) + o, _MM_HINT_T1);
     }
-    const __m256 dw = quad_scales(rows, b);
+    const __m128 dw = quad_scales(rows, b);
     __m256i u[4];
     for (int i = 0; i < 4; ++i) {
       if constexpr (kQ4) {
@@ -234,16 +234,37 @@ void x86_matvec_tile(const Block* const* rows, int count, const Block* next, int
     }
     for (int t = 0; t < T; ++t) {
       const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + t * x.k + b * kQuantBlock));
-      const __m256 q = _mm256_cvtepi32_ps(quad_products<Block>(rows, b, u, xq));
-      const __m256 dx = _mm256_set1_ps(x.d[t * blocks + b]);
-      const __m256 scaled = kQ4 ? _mm256_fmsub_ps(q, dx, _mm256_set1_ps(4.0f * x.ds[t * blocks + b])) : _mm256_mul_ps(q, dx);
-      acc[t] = _mm256_fmadd_ps(scaled, dw, acc[t]);
+      if constexpr (kQ4) {
+        // Unpacks keep a row's int16 neighbours together; 4 pairs of a row per lane after the fold, 8 once
+        // the halves are added.
+        const __m256i p0 = _mm256_maddubs_epi16(u[0], xq), p1 = _mm256_maddubs_epi16(u[1], xq);
+        const __m256i p2 = _mm256_maddubs_epi16(u[2], xq), p3 = _mm256_maddubs_epi16(u[3], xq);
+        const __m256i ab = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+        const __m256i cd = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+        const __m256i abcd = _mm256_add_epi16(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+        const __m128i whole = _mm_add_epi16(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+        const __m128 q = _mm_cvtepi32_ps(_mm_madd_epi16(whole, _mm_set1_epi16(1)));
+        acc[t] = q4_accumulate(q, dw, x.d[t * blocks + b], x.ds[t * blocks + b], acc[t]);
+      } else {
+        __m256i p[4];
+        for (int i = 0; i < 4; ++i) {
+          const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i][b].qs));
+          p[i] = dot_u8s8(_mm256_setzero_si256(), u[i], _mm256_sign_epi8(xq, wq));
+        }
+        const __m256 q = _mm256_cvtepi32_ps(fold_quad(p[0], p[1], p[2], p[3]));
+        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(q, _mm256_set1_ps(x.d[t * blocks + b])), _mm256_set_m128(dw, dw), acc[t]);
+      }
     }
   }
   for (int t = 0; t < T; ++t) {
     alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, acc[t]);
-    for (int i = 0; i < count; ++i) y[t * ldy + i] = lanes[i] + lanes[i + 4];
+    if constexpr (kQ4) {
+      _mm_store_ps(lanes, acc[t]);
+      for (int i = 0; i < count; ++i) y[t * ldy + i] = lanes[i];
+    } else {
+      _mm256_store_ps(lanes, acc[t]);
+      for (int i = 0; i < count; ++i) y[t * ldy + i] = lanes[i] + lanes[i + 4];
+    }
   }
 }
 
@@ -259,10 +280,137 @@ void x86_quad_tokens(const Block* const* rows, int count, const Block* next, int
   }
 }
 
-// Rows [r0, r1) against tokens [0, n) of x, in quads of rows (the last one filled up with its first row).
+// Q4_0 rows in octets, for several tokens. Each block of 8 rows is transposed once into vectors of one
+// 4-element group of all 8 rows (rows 0-3 in the low half, 4-7 in the high), so that a token meets it
+// through broadcasts of its own 4-byte groups: 8 vpmaddubsw and 7 int16 adds leave each row's whole-block
+// sum in a lane of its own, with no fold, and one widening, conversion and scaling serve 8 rows. The quads
+// spend 9 shuffles and adds and two conversions and scalings per token on those 8 rows, which made them
+// bound by the count of vector operations once the transposition is shared by many tokens. Zen 3, two
+// threads, bench/kernels (median of 3, best of 3 alternated rounds) against the quads with the int16 fold:
+// BM_Matmul Q4_0 4864×896 by 512 tokens 26.8 -> 15.1 ms, 896×896 4.84 -> 2.68; BM_DecodeBatch 4864×896,
+// 8 tokens 425 -> 278 us, 16 tokens 841 -> 478, 2 tokens 132 -> 131 (one token stays with the quads,
+// which the octets' stores and reloads of the transposed chunk would slow: 95 -> 108).
+struct alignas(32) OctetBlock {
+  __m256i w[8];  // w[k]: elements 4k..4k+3 of rows 0-3, then of rows 4-7
+  __m256 d;      // the rows' scales
+};
+
+// Blocks per transposed chunk: 32 of 288 bytes stay in L1 while every token tile reads them.
+constexpr int64_t kOctetChunk = 32;
+// Tokens whose running sums a chunked octet keeps on the stack between chunks.
+constexpr int64_t kOctetTokens = 64;
+// Tokens per tile: 4 sums, 4 products and the operands fill the 16 registers.
+constexpr int kOctetTileTokens = 4;
+
+inline void transpose_octet(const BlockQ4_0* const* rows, int64_t b, OctetBlock* out) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  __m256i lo[4], hi[4];
+  for (int i = 0; i < 4; ++i) {
+    const __m256i v = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i][b].qs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4][b].qs)), 1);
+    lo[i] = _mm256_and_si256(v, nibble);                         // elements 0-15
+    hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);  // elements 16-31
+  }
+  auto transpose = [](const __m256i* v, __m256i* w) {
+    const __m256i a = _mm256_unpacklo_epi32(v[0], v[1]), c = _mm256_unpackhi_epi32(v[0], v[1]);
+    const __m256i b = _mm256_unpacklo_epi32(v[2], v[3]), d = _mm256_unpackhi_epi32(v[2], v[3]);
+    w[0] = _mm256_unpacklo_epi64(a, b);
+    w[1] = _mm256_unpackhi_epi64(a, b);
+    w[2] = _mm256_unpacklo_epi64(c, d);
+    w[3] = _mm256_unpackhi_epi64(c, d);
+  };
+  transpose(lo, out->w);
+  transpose(hi, out->w + 4);
+  out->d = _mm256_set_m128(quad_scales(rows + 4, b), quad_scales(rows, b));
+}
+
+// T tokens of x (blocks [b0, b0 + count) of each) against a transposed chunk, into token t's sums[t].
+template <int T>
+void octet_tile(const OctetBlock* chunk, int64_t b0, int64_t count, Q8Matrix x, __m256* sums) {
+  const int64_t blocks = x.k / kQuantBlock;
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = sums[t];
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t b = b0 + j;
+    __m256i p[T];
+    for (int k = 0; k < 8; ++k) {
+      const __m256i w = _mm256_load_si256(&chunk[j].w[k]);
+      for (int t = 0; t < T; ++t) {
+        const __m256i xg = _mm256_broadcastd_epi32(_mm_loadu_si32(x.qs + t * x.k + b * kQuantBlock + 4 * k));
+        const __m256i product = _mm256_maddubs_epi16(w, xg);
+        p[t] = k == 0 ? product : _mm256_add_epi16(p[t], product);
+        // Left alone, GCC 12 computes all 32 products first (reassociating the adds) and spills them.
+        __asm__("" : "+x"(p[t]));
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const __m256 q = _mm256_cvtepi32_ps(_mm256_madd_epi16(p[t], _mm256_set1_epi16(1)));
+      acc[t] = q4_accumulate(q, chunk[j].d, x.d[t * blocks + b], x.ds[t * blocks + b], acc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) sums[t] = acc[t];
+}
+
+// Tokens [0, n) against a chunk, in tiles of T and a last tile of fewer.
+template <int T>
+void octet_tokens(const OctetBlock* chunk, int64_t b0, int64_t count, Q8Matrix x, int64_t n, __m256* sums) {
+  const int64_t blocks = x.k / kQuantBlock;
+  auto from = [&](int64_t t) { return Q8Matrix{x.qs + t * x.k, x.d + t * blocks, x.ds + t * blocks, x.k}; };
+  int64_t t = 0;
+  for (; t + T <= n; t += T) octet_tile<T>(chunk, b0, count, from(t), sums + t);
+  if constexpr (T > 1) {
+    if (t < n) octet_tokens<T - 1>(chunk, b0, count, from(t), n - t, sums + t);
+  }
+}
+
+// Rows [r, r + 8) of w against tokens [0, n) of x. `next` (or null) is where the rows two octets on start,
+// fetched into L2 while this octet is transposed, as the quads do.
+[[maybe_unused]] void x86_octet_rows(const BlockQ4_0* w, int64_t r, const BlockQ4_0* next, Q8Matrix x, int64_t n,
+                                     float* y, int64_t ldy) {
+  const int64_t blocks = x.k / kQuantBlock;
+  const BlockQ4_0* rows[8];
+  for (int i = 0; i < 8; ++i) rows[i] = w + (r + i) * blocks;
+  constexpr int64_t kShare = 8 * static_cast<int64_t>(sizeof(BlockQ4_0));
+  OctetBlock chunk[kOctetChunk];
+  __m256 sums[kOctetTokens];
+  for (int64_t t0 = 0; t0 < n; t0 += kOctetTokens) {
+    const int64_t tokens = n - t0 < kOctetTokens ? n - t0 : kOctetTokens;
+    const Q8Matrix xt{x.qs + t0 * x.k, x.d + t0 * blocks, x.ds + t0 * blocks, x.k};
+    for (int64_t t = 0; t < tokens; ++t) sums[t] = _mm256_setzero_ps();
+    for (int64_t b0 = 0; b0 < blocks; b0 += kOctetChunk) {
+      const int64_t count = blocks - b0 < kOctetChunk ? blocks - b0 : kOctetChunk;
+      for (int64_t j = 0; j < count; ++j) {
+        const int64_t b = b0 + j;
+        if (next != nullptr && t0 == 0) {
+          for (int64_t o = b * kShare / 64 * 64; o < (b + 1) * kShare; o += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(next) + o, _MM_HINT_T1);
+        }
+        transpose_octet(rows, b, &chunk[j]);
+      }
+      octet_tokens<kOctetTileTokens>(chunk, b0, count, xt, tokens, sums);
+    }
+    for (int64_t t = 0; t < tokens; ++t) {
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, sums[t]);
+      for (int i = 0; i < 8; ++i) y[(t0 + t) * ldy + i] = lanes[i];
+    }
+  }
+}
+
+// Rows [r0, r1) against tokens [0, n) of x, in quads of rows (the last one filled up with its first row);
+// Q4_0 rows take octets for several tokens.
 template <class Block>
 void x86_matvec_quads(const Block* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y, int64_t ldy) {
   const int64_t blocks = x.k / kQuantBlock;
+  if constexpr (sizeof(Block) == sizeof(BlockQ4_0)) {
+    if (n >= 2) {
+      for (; r0 + 8 <= r1; r0 += 8) {
+        const Block* next = r0 + 24 <= r1 ? w + (r0 + 16) * blocks : nullptr;
+        x86_octet_rows(w, r0, next, x, n, y + r0, ldy);
+      }
+    }
+  }
   for (int64_t r = r0; r < r1; r += 4) {
     const int count = r1 - r < 4 ? static_cast<int>(r1 - r) : 4;
     const Block* rows[4];

@@ -49,7 +49,8 @@ void matmul(const Weights& w, const float* x, int64_t n, float* y);
 //                       matvec does (a VNNI tile kernel at the AVX-512 level); Q8_0 and Q4_0 only.
 //   matmul_dequantized  tiles of W converted to F32, then sgemm; what F16 and BF16 always take.
 // matmul takes matmul_int8 at the AVX-512 level (a VNNI tile kernel, 4.6× faster than sgemm) and at the
-// AVX2 level (row quads: 1.7× sgemm's speed at 896×896, even at 4864×896; kernels.cpp has the figures),
+// AVX2 level (row quads, and octets of Q4_0 rows transposed once for many tokens; kernels.cpp and
+// kernels-x86.h have the figures),
 // matmul_dequantized on the portable level.
 void matmul_int8(const Weights& w, const float* x, int64_t n, float* y);
 void matmul_dequantized(const Weights& w, const float* x, int64_t n, float* y);

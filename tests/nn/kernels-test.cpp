@@ -240,7 +240,8 @@ TEST_F(KernelsTest, Int8MatmulEqualsMatvecBitForBitAtX86Levels) {
     for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
       for (auto [rows, cols] : {std::pair<int64_t, int64_t>{3, 64}, {40, 96}, {17, 4096 + 32}}) {
         const TestMatrix m = make_matrix(type, rows, cols, static_cast<uint32_t>(rows * 5 + cols));
-        for (int64_t n : {2, 5, 8, 9, 13, 33}) {
+        // 70 tokens cross the AVX2 Q4_0 octets' 64-token groups; 4128 columns their 32-block chunks.
+        for (int64_t n : {2, 5, 8, 9, 13, 33, 70}) {
           SCOPED_TRACE(testing::Message() << simd_level_name(level) << " " << tensor_type_name(type) << " " << rows
                                           << "x" << cols << " n=" << n);
           const std::vector<float> x = random_floats(n * cols, static_cast<uint32_t>(n * 7 + cols));
