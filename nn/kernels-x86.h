@@ -158,7 +158,8 @@ void x86_scan_u4(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t 
 // Q4_0 products are small enough to stay in int16 longer: a nibble pair is at most 2 * 15 * 127, so the
 // 16 pairs of a row's block fit. The quads fold vpmaddubsw's int16 pairs, add the two halves, and widen
 // once: 4 lanes of whole-block sums p, each adding d_w (d_x p - 8 ds). Several tokens take octets instead
-// (below), which reach the same sums without a fold and scale them the same way, so the bits agree.
+// (below), which reach the same sums without a fold and scale them the same way, so the bits agree, for
+// Q8_0 as for Q4_0.
 //
 // bench/decoder on the Qwen2.5-0.5B-shaped bench models, two threads, against the row-by-row dot products
 // and dequant + sgemm prefill this replaced (two alternated rounds): prefill 512 Q4_0 120 -> 185 tok/s,
@@ -182,26 +183,34 @@ inline __m256i fold_quad(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
   return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
 }
 
-// Q4_0's offset and scale for a block's whole-row sums q: d_w (d_x q - 8 ds) added to acc, the same
-// operations in quads and octets.
-template <class V>
-inline V q4_accumulate(V q, V dw, float dx, float ds, V acc) {
-  if constexpr (sizeof(V) == sizeof(__m128)) {
-    return _mm_fmadd_ps(_mm_fmsub_ps(q, _mm_set1_ps(dx), _mm_set1_ps(8.0f * ds)), dw, acc);
-  } else {
-    return _mm256_fmadd_ps(_mm256_fmsub_ps(q, _mm256_set1_ps(dx), _mm256_set1_ps(8.0f * ds)), dw, acc);
-  }
-}
-
-// A tile's running sums per token: a row's two halves apart (Q8_0), or whole blocks (Q4_0).
-template <bool kWhole>
-struct QuadSums {
-  using type = __m256;
+// Running sums per token: Q4_0 adds a row's two halves per block (4 rows in a quad's __m128); Q8_0 keeps
+// them apart to the end (a quad's row i in lanes i and i + 4; an octet's in two vectors), where vpmaddubsw's
+// pairs reach 2 * 128 * 127 and an int32 add per block would cost the quads more than it saves.
+template <class Block>
+struct BlockSums {
+  using Quad = __m128;
+  static constexpr int kHalves = 1;
 };
 template <>
-struct QuadSums<true> {
-  using type = __m128;
+struct BlockSums<BlockQ8_0> {
+  using Quad = __m256;
+  static constexpr int kHalves = 2;
 };
+
+// Block sums q (whole or half) scaled into acc, the same operations in quads and octets: d_w (d_x q - 8 ds)
+// for Q4_0's whole blocks (the nibbles' offset 8 taken out), d_w (d_x q) for Q8_0.
+template <class Block, class V>
+inline V accumulate_block(V q, V dw, float dx, float ds, V acc) {
+  constexpr bool kQ4 = sizeof(Block) == sizeof(BlockQ4_0);
+  if constexpr (sizeof(V) == sizeof(__m128)) {
+    const __m128 scaled = kQ4 ? _mm_fmsub_ps(q, _mm_set1_ps(dx), _mm_set1_ps(8.0f * ds)) : _mm_mul_ps(q, _mm_set1_ps(dx));
+    return _mm_fmadd_ps(scaled, dw, acc);
+  } else {
+    const __m256 scaled =
+        kQ4 ? _mm256_fmsub_ps(q, _mm256_set1_ps(dx), _mm256_set1_ps(8.0f * ds)) : _mm256_mul_ps(q, _mm256_set1_ps(dx));
+    return _mm256_fmadd_ps(scaled, dw, acc);
+  }
+}
 
 // Rows rows[0..3] against T tokens of x: y[t * ldy + i] for rows i < count. `next` (or null) is where the
 // quad after the following one starts: reading 4 rows in step hides them from the hardware prefetcher, so
@@ -213,10 +222,7 @@ void x86_matvec_tile(const Block* const* rows, int count, const Block* next, int
                      int64_t ldy) {
   constexpr bool kQ4 = sizeof(Block) == sizeof(BlockQ4_0);
   constexpr int64_t kShare = 4 * static_cast<int64_t>(sizeof(Block));
-  // Q8_0 keeps a row's halves in lanes i and i + 4 until the end; Q4_0 adds them per block.
-  using Acc = typename QuadSums<kQ4>::type;
-  Acc acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = Acc{};
+  typename BlockSums<Block>::Quad acc[T] = {};
   for (int64_t b = 0; b < blocks; ++b) {
     if (next != nullptr) {
       for (int64_t o = b * kShare / 64 * 64; o < (b + 1) * kShare; o += 64)
@@ -234,6 +240,7 @@ void x86_matvec_tile(const Block* const* rows, int count, const Block* next, int
     }
     for (int t = 0; t < T; ++t) {
       const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + t * x.k + b * kQuantBlock));
+      const float dx = x.d[t * blocks + b], ds = x.ds[t * blocks + b];
       if constexpr (kQ4) {
         // Unpacks keep a row's int16 neighbours together; 4 pairs of a row per lane after the fold, 8 once
         // the halves are added.
@@ -242,9 +249,9 @@ void x86_matvec_tile(const Block* const* rows, int count, const Block* next, int
         const __m256i ab = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
         const __m256i cd = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
         const __m256i abcd = _mm256_add_epi16(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
-        const __m128i whole = _mm_add_epi16(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
-        const __m128 q = _mm_cvtepi32_ps(_mm_madd_epi16(whole, _mm_set1_epi16(1)));
-        acc[t] = q4_accumulate(q, dw, x.d[t * blocks + b], x.ds[t * blocks + b], acc[t]);
+        const __m128i whole = _mm_madd_epi16(
+            _mm_add_epi16(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1)), _mm_set1_epi16(1));
+        acc[t] = accumulate_block<Block>(_mm_cvtepi32_ps(whole), dw, dx, ds, acc[t]);
       } else {
         __m256i p[4];
         for (int i = 0; i < 4; ++i) {
@@ -252,7 +259,7 @@ void x86_matvec_tile(const Block* const* rows, int count, const Block* next, int
           p[i] = dot_u8s8(_mm256_setzero_si256(), u[i], _mm256_sign_epi8(xq, wq));
         }
         const __m256 q = _mm256_cvtepi32_ps(fold_quad(p[0], p[1], p[2], p[3]));
-        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(q, _mm256_set1_ps(x.d[t * blocks + b])), _mm256_set_m128(dw, dw), acc[t]);
+        acc[t] = accumulate_block<Block>(q, _mm256_set_m128(dw, dw), dx, ds, acc[t]);
       }
     }
   }
@@ -280,9 +287,9 @@ void x86_quad_tokens(const Block* const* rows, int count, const Block* next, int
   }
 }
 
-// Q4_0 rows in octets, for several tokens. Each block of 8 rows is transposed once into vectors of one
-// 4-element group of all 8 rows (rows 0-3 in the low half, 4-7 in the high), so that a token meets it
-// through broadcasts of its own 4-byte groups: 8 vpmaddubsw and 7 int16 adds leave each row's whole-block
+// Rows in octets, for several tokens. Each block of 8 rows is transposed once into vectors of one 4-element
+// group of all 8 rows (rows 0-3 in the low half, 4-7 in the high), so that a token meets it through
+// broadcasts of its own 4-byte groups. For Q4_0, 8 vpmaddubsw and 7 int16 adds leave each row's whole-block
 // sum in a lane of its own, with no fold, and one widening, conversion and scaling serve 8 rows. The quads
 // spend 9 shuffles and adds and two conversions and scalings per token on those 8 rows, which made them
 // bound by the count of vector operations once the transposition is shared by many tokens. Zen 3, two
@@ -290,94 +297,146 @@ void x86_quad_tokens(const Block* const* rows, int count, const Block* next, int
 // BM_Matmul Q4_0 4864×896 by 512 tokens 26.8 -> 15.1 ms, 896×896 4.84 -> 2.68; BM_DecodeBatch 4864×896,
 // 8 tokens 425 -> 278 us, 16 tokens 841 -> 478, 2 tokens 132 -> 131 (one token stays with the quads,
 // which the octets' stores and reloads of the transposed chunk would slow: 95 -> 108).
+template <class Block>
 struct alignas(32) OctetBlock {
-  __m256i w[8];  // w[k]: elements 4k..4k+3 of rows 0-3, then of rows 4-7
+  __m256i w[8];  // w[k]: elements 4k..4k+3 of rows 0-3, then of rows 4-7 (Q4_0: nibbles, 0..15)
   __m256 d;      // the rows' scales
 };
+// Q8_0 keeps the magnitudes too: vpmaddubsw takes |w| and the token's bytes with w's signs.
+template <>
+struct alignas(32) OctetBlock<BlockQ8_0> {
+  __m256i w[8];
+  __m256i magnitude[8];
+  __m256 d;
+};
 
-// Blocks per transposed chunk: 32 of 288 bytes stay in L1 while every token tile reads them.
+// Blocks per transposed chunk: 32 of 288 (Q4_0) or 544 bytes (Q8_0) stay in L1 while every token tile
+// reads them.
 constexpr int64_t kOctetChunk = 32;
 // Tokens whose running sums a chunked octet keeps on the stack between chunks.
 constexpr int64_t kOctetTokens = 64;
 // Tokens per tile: 4 sums, 4 products and the operands fill the 16 registers.
 constexpr int kOctetTileTokens = 4;
+// Fewest tokens for which octets beat quads. Q8_0 gains less: each product needs the token's bytes with
+// the weights' signs (vpsignb, on the multiply pipes) and a widening, and its halves stay apart (BlockSums).
+// bench/kernels, quads against Q8_0 octets (median of 3, best of 4 alternated rounds): BM_DecodeBatch
+// 4864×896, one thread, 4 tokens 277 against 294 us, 8 503 against 526, 16 960 against 938, 32 1925
+// against 1854; BM_Matmul by 512 tokens, two threads, 32.2 against 28.0 ms.
+constexpr int64_t kOctetMinTokensQ4 = 2;
+constexpr int64_t kOctetMinTokensQ8 = 16;
 
-inline void transpose_octet(const BlockQ4_0* const* rows, int64_t b, OctetBlock* out) {
-  const __m256i nibble = _mm256_set1_epi8(0x0F);
-  __m256i lo[4], hi[4];
+// v[i] = [bytes of row i | of row i + 4] to w[k] = [group k of rows 0-3 | of rows 4-7], groups of 4 bytes.
+inline void transpose_groups(const __m256i* v, __m256i* w) {
+  const __m256i a = _mm256_unpacklo_epi32(v[0], v[1]), c = _mm256_unpackhi_epi32(v[0], v[1]);
+  const __m256i b = _mm256_unpacklo_epi32(v[2], v[3]), d = _mm256_unpackhi_epi32(v[2], v[3]);
+  w[0] = _mm256_unpacklo_epi64(a, b);
+  w[1] = _mm256_unpackhi_epi64(a, b);
+  w[2] = _mm256_unpacklo_epi64(c, d);
+  w[3] = _mm256_unpackhi_epi64(c, d);
+}
+
+// 16 bytes at offset `at` of block b of rows i and i + 4, in the low and high half.
+template <class Block>
+inline __m256i row_pair(const Block* const* rows, int i, int64_t b, int at) {
+  return _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i][b].qs + at))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4][b].qs + at)), 1);
+}
+
+template <class Block>
+inline void transpose_octet(const Block* const* rows, int64_t b, OctetBlock<Block>* out) {
+  __m256i lo[4], hi[4];  // elements 0-15 and 16-31
   for (int i = 0; i < 4; ++i) {
-    const __m256i v = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i][b].qs))),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4][b].qs)), 1);
-    lo[i] = _mm256_and_si256(v, nibble);                         // elements 0-15
-    hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);  // elements 16-31
+    if constexpr (sizeof(Block) == sizeof(BlockQ4_0)) {
+      const __m256i nibble = _mm256_set1_epi8(0x0F);
+      const __m256i v = row_pair(rows, i, b, 0);
+      lo[i] = _mm256_and_si256(v, nibble);
+      hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+    } else {
+      lo[i] = row_pair(rows, i, b, 0);
+      hi[i] = row_pair(rows, i, b, 16);
+    }
   }
-  auto transpose = [](const __m256i* v, __m256i* w) {
-    const __m256i a = _mm256_unpacklo_epi32(v[0], v[1]), c = _mm256_unpackhi_epi32(v[0], v[1]);
-    const __m256i b = _mm256_unpacklo_epi32(v[2], v[3]), d = _mm256_unpackhi_epi32(v[2], v[3]);
-    w[0] = _mm256_unpacklo_epi64(a, b);
-    w[1] = _mm256_unpackhi_epi64(a, b);
-    w[2] = _mm256_unpacklo_epi64(c, d);
-    w[3] = _mm256_unpackhi_epi64(c, d);
-  };
-  transpose(lo, out->w);
-  transpose(hi, out->w + 4);
+  transpose_groups(lo, out->w);
+  transpose_groups(hi, out->w + 4);
+  if constexpr (sizeof(Block) == sizeof(BlockQ8_0)) {
+    for (int k = 0; k < 8; ++k) out->magnitude[k] = _mm256_sign_epi8(out->w[k], out->w[k]);
+  }
   out->d = _mm256_set_m128(quad_scales(rows + 4, b), quad_scales(rows, b));
 }
 
-// T tokens of x (blocks [b0, b0 + count) of each) against a transposed chunk, into token t's sums[t].
-template <int T>
-void octet_tile(const OctetBlock* chunk, int64_t b0, int64_t count, Q8Matrix x, __m256* sums) {
+// T tokens of x (blocks [b0, b0 + count) of each) against a transposed chunk, into token t's sums: Q4_0's
+// whole blocks in sums[t], Q8_0's halves in sums[2t] and sums[2t + 1], one pass over the chunk per half so
+// that T sums, T products and the operands stay in the 16 registers.
+template <class Block, int T>
+void octet_tile(const OctetBlock<Block>* chunk, int64_t b0, int64_t count, Q8Matrix x, __m256* sums) {
+  constexpr bool kQ4 = sizeof(Block) == sizeof(BlockQ4_0);
+  constexpr int kHalves = BlockSums<Block>::kHalves;
   const int64_t blocks = x.k / kQuantBlock;
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = sums[t];
-  for (int64_t j = 0; j < count; ++j) {
-    const int64_t b = b0 + j;
-    __m256i p[T];
-    for (int k = 0; k < 8; ++k) {
-      const __m256i w = _mm256_load_si256(&chunk[j].w[k]);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int h = 0; h < kHalves; ++h) {
+    __m256 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = sums[t * kHalves + h];
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t b = b0 + j;
+      __m256i p[T];
+      for (int g = 0; g < 8 / kHalves; ++g) {
+        const int k = h * 8 / kHalves + g;
+        const __m256i w = _mm256_load_si256(&chunk[j].w[k]);
+        for (int t = 0; t < T; ++t) {
+          const __m256i xg = _mm256_broadcastd_epi32(_mm_loadu_si32(x.qs + t * x.k + b * kQuantBlock + 4 * k));
+          const bool first = g == 0;
+          if constexpr (kQ4) {
+            // Nibble pairs add up in int16 (16 of at most 2 * 15 * 127), widened once below.
+            const __m256i product = _mm256_maddubs_epi16(w, xg);
+            p[t] = first ? product : _mm256_add_epi16(p[t], product);
+          } else {
+            // A pair reaches 2 * 128 * 127: each widens at once.
+            const __m256i product = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_load_si256(&chunk[j].magnitude[k]), _mm256_sign_epi8(xg, w)), ones);
+            p[t] = first ? product : _mm256_add_epi32(p[t], product);
+          }
+          // Left alone, GCC 12 computes all the products first (reassociating the adds) and spills them.
+          __asm__("" : "+x"(p[t]));
+        }
+      }
       for (int t = 0; t < T; ++t) {
-        const __m256i xg = _mm256_broadcastd_epi32(_mm_loadu_si32(x.qs + t * x.k + b * kQuantBlock + 4 * k));
-        const __m256i product = _mm256_maddubs_epi16(w, xg);
-        p[t] = k == 0 ? product : _mm256_add_epi16(p[t], product);
-        // Left alone, GCC 12 computes all 32 products first (reassociating the adds) and spills them.
-        __asm__("" : "+x"(p[t]));
+        const __m256 q = _mm256_cvtepi32_ps(kQ4 ? _mm256_madd_epi16(p[t], ones) : p[t]);
+        acc[t] = accumulate_block<Block>(q, chunk[j].d, x.d[t * blocks + b], x.ds[t * blocks + b], acc[t]);
       }
     }
-    for (int t = 0; t < T; ++t) {
-      const __m256 q = _mm256_cvtepi32_ps(_mm256_madd_epi16(p[t], _mm256_set1_epi16(1)));
-      acc[t] = q4_accumulate(q, chunk[j].d, x.d[t * blocks + b], x.ds[t * blocks + b], acc[t]);
-    }
+    for (int t = 0; t < T; ++t) sums[t * kHalves + h] = acc[t];
   }
-  for (int t = 0; t < T; ++t) sums[t] = acc[t];
 }
 
 // Tokens [0, n) against a chunk, in tiles of T and a last tile of fewer.
-template <int T>
-void octet_tokens(const OctetBlock* chunk, int64_t b0, int64_t count, Q8Matrix x, int64_t n, __m256* sums) {
+template <class Block, int T>
+void octet_tokens(const OctetBlock<Block>* chunk, int64_t b0, int64_t count, Q8Matrix x, int64_t n, __m256* sums) {
   const int64_t blocks = x.k / kQuantBlock;
   auto from = [&](int64_t t) { return Q8Matrix{x.qs + t * x.k, x.d + t * blocks, x.ds + t * blocks, x.k}; };
   int64_t t = 0;
-  for (; t + T <= n; t += T) octet_tile<T>(chunk, b0, count, from(t), sums + t);
+  constexpr int kHalves = BlockSums<Block>::kHalves;
+  for (; t + T <= n; t += T) octet_tile<Block, T>(chunk, b0, count, from(t), sums + t * kHalves);
   if constexpr (T > 1) {
-    if (t < n) octet_tokens<T - 1>(chunk, b0, count, from(t), n - t, sums + t);
+    if (t < n) octet_tokens<Block, T - 1>(chunk, b0, count, from(t), n - t, sums + t * kHalves);
   }
 }
 
 // Rows [r, r + 8) of w against tokens [0, n) of x. `next` (or null) is where the rows two octets on start,
 // fetched into L2 while this octet is transposed, as the quads do.
-[[maybe_unused]] void x86_octet_rows(const BlockQ4_0* w, int64_t r, const BlockQ4_0* next, Q8Matrix x, int64_t n,
-                                     float* y, int64_t ldy) {
+template <class Block>
+void x86_octet_rows(const Block* w, int64_t r, const Block* next, Q8Matrix x, int64_t n, float* y, int64_t ldy) {
   const int64_t blocks = x.k / kQuantBlock;
-  const BlockQ4_0* rows[8];
+  const Block* rows[8];
   for (int i = 0; i < 8; ++i) rows[i] = w + (r + i) * blocks;
-  constexpr int64_t kShare = 8 * static_cast<int64_t>(sizeof(BlockQ4_0));
-  OctetBlock chunk[kOctetChunk];
-  __m256 sums[kOctetTokens];
+  constexpr int64_t kShare = 8 * static_cast<int64_t>(sizeof(Block));
+  constexpr int kHalves = BlockSums<Block>::kHalves;
+  OctetBlock<Block> chunk[kOctetChunk];
+  __m256 sums[kOctetTokens * kHalves];
   for (int64_t t0 = 0; t0 < n; t0 += kOctetTokens) {
     const int64_t tokens = n - t0 < kOctetTokens ? n - t0 : kOctetTokens;
     const Q8Matrix xt{x.qs + t0 * x.k, x.d + t0 * blocks, x.ds + t0 * blocks, x.k};
-    for (int64_t t = 0; t < tokens; ++t) sums[t] = _mm256_setzero_ps();
+    for (int64_t t = 0; t < tokens * kHalves; ++t) sums[t] = _mm256_setzero_ps();
     for (int64_t b0 = 0; b0 < blocks; b0 += kOctetChunk) {
       const int64_t count = blocks - b0 < kOctetChunk ? blocks - b0 : kOctetChunk;
       for (int64_t j = 0; j < count; ++j) {
@@ -388,12 +447,12 @@ void octet_tokens(const OctetBlock* chunk, int64_t b0, int64_t count, Q8Matrix x
         }
         transpose_octet(rows, b, &chunk[j]);
       }
-      octet_tokens<kOctetTileTokens>(chunk, b0, count, xt, tokens, sums);
+      octet_tokens<Block, kOctetTileTokens>(chunk, b0, count, xt, tokens, sums);
     }
     for (int64_t t = 0; t < tokens; ++t) {
-      alignas(32) float lanes[8];
-      _mm256_store_ps(lanes, sums[t]);
-      for (int i = 0; i < 8; ++i) y[(t0 + t) * ldy + i] = lanes[i];
+      alignas(32) float lanes[2][8];
+      for (int h = 0; h < kHalves; ++h) _mm256_store_ps(lanes[h], sums[t * kHalves + h]);
+      for (int i = 0; i < 8; ++i) y[(t0 + t) * ldy + i] = kHalves == 1 ? lanes[0][i] : lanes[0][i] + lanes[1][i];
     }
   }
 }
@@ -403,12 +462,10 @@ void octet_tokens(const OctetBlock* chunk, int64_t b0, int64_t count, Q8Matrix x
 template <class Block>
 void x86_matvec_quads(const Block* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y, int64_t ldy) {
   const int64_t blocks = x.k / kQuantBlock;
-  if constexpr (sizeof(Block) == sizeof(BlockQ4_0)) {
-    if (n >= 2) {
-      for (; r0 + 8 <= r1; r0 += 8) {
-        const Block* next = r0 + 24 <= r1 ? w + (r0 + 16) * blocks : nullptr;
-        x86_octet_rows(w, r0, next, x, n, y + r0, ldy);
-      }
+  if (n >= (sizeof(Block) == sizeof(BlockQ4_0) ? kOctetMinTokensQ4 : kOctetMinTokensQ8)) {
+    for (; r0 + 8 <= r1; r0 += 8) {
+      const Block* next = r0 + 24 <= r1 ? w + (r0 + 16) * blocks : nullptr;
+      x86_octet_rows(w, r0, next, x, n, y + r0, ldy);
     }
   }
   for (int64_t r = r0; r < r1; r += 4) {
