@@ -155,8 +155,8 @@ void x86_scan_u4(const uint8_t* codes, int64_t groups, const int8_t* q, int64_t 
 // arithmetic is the same whatever the tile and whichever rows share its quad, so dot, matvec, matvec_batch
 // and matmul_q8 give the same bits.
 //
-// Q4_0 products are small enough to stay in int16 longer: a nibble pair is at most 2 * 15 * 127, so the
-// 16 pairs of a row's block fit. The quads fold vpmaddubsw's int16 pairs, add the two halves, and widen
+// Q4_0 products are small enough to stay in int16 longer: a nibble pair is at most 2 * 15 * 127 = 3,810,
+// so a lane can hold 8 pairs, half a row's block (a row keeps two lanes until vpmaddwd). The quads fold vpmaddubsw's int16 pairs, add the two halves, and widen
 // once: 4 lanes of whole-block sums p, each adding d_w (d_x p - 8 ds). Several tokens take octets instead
 // (below), which reach the same sums without a fold and scale them the same way, so the bits agree, for
 // Q8_0 as for Q4_0.
@@ -387,7 +387,7 @@ void octet_tile(const OctetBlock<Block>* chunk, int64_t b0, int64_t count, Q8Mat
           const __m256i xg = _mm256_broadcastd_epi32(_mm_loadu_si32(x.qs + t * x.k + b * kQuantBlock + 4 * k));
           const bool first = g == 0;
           if constexpr (kQ4) {
-            // Nibble pairs add up in int16 (16 of at most 2 * 15 * 127), widened once below.
+            // Nibble pairs add up in int16 (8 per lane, at most 8 * 2 * 15 * 127), widened once below.
             const __m256i product = _mm256_maddubs_epi16(w, xg);
             p[t] = first ? product : _mm256_add_epi16(p[t], product);
           } else {
@@ -458,7 +458,7 @@ void x86_octet_rows(const Block* w, int64_t r, const Block* next, Q8Matrix x, in
 }
 
 // Rows [r0, r1) against tokens [0, n) of x, in quads of rows (the last one filled up with its first row);
-// Q4_0 rows take octets for several tokens.
+// octets where there are enough tokens to share their transposition.
 template <class Block>
 void x86_matvec_quads(const Block* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y, int64_t ldy) {
   const int64_t blocks = x.k / kQuantBlock;

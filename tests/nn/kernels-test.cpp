@@ -259,16 +259,17 @@ TEST_F(KernelsTest, Int8MatmulEqualsMatvecBitForBitAtX86Levels) {
 }
 
 // Codes at the ends of their ranges against activations at ±127, where int16 partial sums come closest to
-// saturating (the AVX2 Q4_0 path adds four nibble pairs of a row in int16): every level gives the exact sum.
-// With d = 1 and activations ±1 (so d_x q_x = ±1 up to the rounding of 1/127), a row's value is Σ w_i x_i.
+// saturating (the AVX2 Q4_0 paths add 8 nibble pairs of a row in an int16 lane): every level gives the
+// exact sum. With d = 1 and activations ±1 (so d_x q_x = ±1 up to the rounding of 1/127), a row's value is
+// Σ w_i x_i. 10 rows and 17 tokens reach the AVX2 octets of both types and the quads after them.
 TEST_F(KernelsTest, Int8ProductsAtTheExtremesOfTheirCodesAreExact) {
-  const int64_t cols = 256, rows = 6, n = 3;
+  const int64_t cols = 256, rows = 10, n = 17;
   for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
     TestMatrix m{type, rows, cols, std::vector<uint8_t>(row_bytes(type, cols) * rows), {}, {}};
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t b = 0; b < cols / 32; ++b) {
-        // Rows alternate the largest positive and the most negative code; row 5 mixes them per block.
-        const bool high = (r == 5 ? b : r) % 2 == 0;
+        // Rows alternate the largest positive and the most negative code; rows 5 and 9 mix them per block.
+        const bool high = (r == 5 || r == 9 ? b : r) % 2 == 0;
         uint8_t* block = m.bytes.data() + r * row_bytes(type, cols) + b * type_size(type);
         const uint16_t one = 0x3c00;
         std::memcpy(block, &one, sizeof(one));
@@ -281,8 +282,11 @@ TEST_F(KernelsTest, Int8ProductsAtTheExtremesOfTheirCodesAreExact) {
       dequantize_row(type, m.bytes.data() + r * row_bytes(type, cols), m.dequantized.data() + r * cols, cols);
     m.offset_magnitude.assign(m.dequantized.size(), type == TensorType::kQ4_0 ? 16.0f : 256.0f);
     std::vector<float> x(static_cast<size_t>(n * cols));
-    // Token 0 all +1, token 1 all -1, token 2 mixed.
-    for (int64_t i = 0; i < n * cols; ++i) x[i] = i / cols == 0 || (i / cols == 2 && i % 3 == 0) ? 1.0f : -1.0f;
+    // Tokens in turn all +1, all -1, and mixed.
+    for (int64_t i = 0; i < n * cols; ++i) {
+      const int64_t kind = i / cols % 3;
+      x[i] = kind == 0 || (kind == 2 && i % 3 == 0) ? 1.0f : -1.0f;
+    }
     for (SimdLevel level : available_levels()) {
       set_simd_level(level);
       SCOPED_TRACE(testing::Message() << simd_level_name(level) << " " << tensor_type_name(type));
