@@ -30,6 +30,7 @@ const CommandSpec& spec() {
        {"temperature", "T", "sampling temperature; 0 is greedy (default 0)"},
        {"seed", "S", "random seed for sampling (default 0)"},
        {"kv-mem", "MIB", "the generator's KV cache pool in MiB (default 256)"},
+       {"kv-type", "TYPE", "what the KV cache holds: auto (F16, or F32 for F32 models), f16 or f32"},
        {"json", "", "print the answer, citations, timings and models as JSON"}}};
   return s;
 }

@@ -31,6 +31,7 @@ const CommandSpec& spec() {
           {"frequency-penalty", "F", "lower each token's logit by F per time it was generated, in [-2, 2] (default 0)"},
           {"presence-penalty", "F", "lower the logit of every token generated so far by F, in [-2, 2] (default 0)"},
           {"stop", "STRING", "stop when the text contains STRING, which is not printed (repeatable)", true},
+          {"kv-type", "TYPE", "what the KV cache holds: auto (F16, or F32 for F32 models), f16 or f32"},
       },
   };
   return s;
@@ -65,7 +66,8 @@ int cmd_generate(int argc, char** argv) {
     options.stop_strings.push_back(stop);
   }
 
-  const auto model = generate::load_model(args.get("model"));
+  const generate::KvCacheType kv_cache = generate::parse_kv_cache_type(args.get("kv-type", "auto"));
+  const auto model = generate::load_model(args.get("model"), kv_cache);
   const std::string prompt_text = args.positional.empty() ? "" : args.positional[0];
   std::vector<int32_t> prompt = generate::tokenize(*model, prompt_text, true);
   if (prompt.empty()) {

@@ -44,7 +44,8 @@ const CommandSpec& spec() {
        {"max-question", "BYTES", "longest question (default 4096)"},
        {"max-tokens", "N", "most tokens a request may ask to generate (default 1024)"},
        {"sources", "N", "passages given to the generator per question, 1..20 (default 5)"},
-       {"kv-mem", "MIB", "the generator's KV cache pool in MiB (default 256)"}}};
+       {"kv-mem", "MIB", "the generator's KV cache pool in MiB (default 256)"},
+       {"kv-type", "TYPE", "what the KV cache holds: auto (F16, or F32 for F32 models), f16 or f32"}}};
   return s;
 }
 
@@ -61,6 +62,7 @@ server::Config service_config(const ParsedArgs& args) {
   config.max_tokens = args.get_int("max-tokens", 1024, 1, 1 << 20);
   config.default_max_tokens = std::min<int64_t>(256, config.max_tokens);
   if (args.has("kv-mem")) config.kv_memory_bytes = args.get_int("kv-mem", 256, 1, 1 << 20) << 20;
+  config.kv_cache = generate::parse_kv_cache_type(args.get("kv-type", "auto"));
   return config;
 }
 

@@ -12,7 +12,16 @@
 
 namespace rag::generate {
 
-std::shared_ptr<const Model> load_model(const std::string& path) { return Model::load(path); }
+KvCacheType parse_kv_cache_type(std::string_view name) {
+  if (name == "auto") return KvCacheType::kAuto;
+  if (name == "f16") return KvCacheType::kF16;
+  if (name == "f32") return KvCacheType::kF32;
+  fail(Errc::kInvalidArgument, "unknown KV cache type '{}' (--kv-type): use auto, f16 or f32", name);
+}
+
+std::shared_ptr<const Model> load_model(const std::string& path, KvCacheType kv_cache) {
+  return Model::load(path, kv_cache);
+}
 
 ModelInfo model_info(const Model& model) {
   const ModelConfig& c = model.config();

@@ -23,9 +23,15 @@ namespace rag::generate {
 
 class Model;  // private: generate/model.h
 
+// What the KV cache holds. kAuto: F16 for every model whose weights are not F32 (half the memory, the
+// rounding llama.cpp's default cache has too), F32 for F32 models (so that their output stays exact).
+enum class KvCacheType { kAuto, kF16, kF32 };
+// "auto", "f16" or "f32"; anything else is Error(kInvalidArgument) naming the choices.
+KvCacheType parse_kv_cache_type(std::string_view name);
+
 // Throws rag::Error: kNotFound/kIo when the file cannot be read, kCorrupt naming the tensor or metadata key
 // when it is not a well-formed Llama/Qwen2 model, kUnsupported for other architectures and tensor types.
-std::shared_ptr<const Model> load_model(const std::string& path);
+std::shared_ptr<const Model> load_model(const std::string& path, KvCacheType kv_cache = KvCacheType::kAuto);
 
 struct ModelInfo {
   std::string path;             // the GGUF file it was loaded from

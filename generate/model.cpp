@@ -92,7 +92,7 @@ class Loader {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+std::unique_ptr<Model> Model::load(const std::string& path, KvCacheType kv_cache) {
   std::unique_ptr<Model> model(new Model());
   model->file_ = nn::GgufFile::open(path);
   const nn::GgufFile& file = *model->file_;
@@ -179,9 +179,12 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   model->weight_type_name_ = std::string(nn::tensor_type_name(model->layers_[0].wq.type));
   const nn::TensorType wq_type = model->layers_[0].wq.type;
   model->attention_bf16_ = wq_type == nn::TensorType::kQ8_0 || wq_type == nn::TensorType::kQ4_0;
-  c.kv_type = wq_type == nn::TensorType::kF32 ? nn::TensorType::kF32 : nn::TensorType::kF16;
-  spdlog::info("generate: loaded {} ({}, {} layers, width {}, {} heads / {} KV, context {}, {})", path, arch,
-               c.layer_count, dim, c.head_count, c.head_count_kv, c.context_length, model->weight_type_name_);
+  const bool f32_cache =
+      kv_cache == KvCacheType::kF32 || (kv_cache == KvCacheType::kAuto && wq_type == nn::TensorType::kF32);
+  c.kv_type = f32_cache ? nn::TensorType::kF32 : nn::TensorType::kF16;
+  spdlog::info("generate: loaded {} ({}, {} layers, width {}, {} heads / {} KV, context {}, {}, KV cache {})", path,
+               arch, c.layer_count, dim, c.head_count, c.head_count_kv, c.context_length, model->weight_type_name_,
+               nn::tensor_type_name(c.kv_type));
   return model;
 }
 

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "generate/generate.h"
 #include "generate/kv-cache.h"
 #include "nn/gguf.h"
 #include "nn/kernels.h"
@@ -57,7 +58,7 @@ struct ModelConfig {
   float rms_eps = 1e-5f;
   int32_t bos_id = -1;              // -1 when the vocabulary names none
   int32_t eos_id = -1;
-  nn::TensorType kv_type = nn::TensorType::kF32;  // the KV cache's values: kF16, or kF32 for F32 models
+  nn::TensorType kv_type = nn::TensorType::kF32;  // the KV cache's values (KvCacheType: F16 unless F32 weights)
 
   int64_t q_dim() const { return head_count * head_dim; }
   int64_t kv_dim() const { return head_count_kv * head_dim; }
@@ -98,7 +99,7 @@ class Model {
  public:
   // Reads and checks `path`. Throws Error(kNotFound/kIo/kCorrupt/kUnsupported) naming the file and the
   // tensor or key at fault.
-  static std::unique_ptr<Model> load(const std::string& path);
+  static std::unique_ptr<Model> load(const std::string& path, KvCacheType kv_cache = KvCacheType::kAuto);
 
   const ModelConfig& config() const { return config_; }
   const nn::GgufFile& file() const { return *file_; }

@@ -12,7 +12,8 @@ namespace rag::server {
 
 using Clock = std::chrono::steady_clock;
 
-Generator::Generator(const std::string& model_path, int64_t kv_memory_bytes) : model_(generate::load_model(model_path)) {
+Generator::Generator(const std::string& model_path, int64_t kv_memory_bytes, generate::KvCacheType kv_cache)
+    : model_(generate::load_model(model_path, kv_cache)) {
   const generate::ModelInfo info = generate::model_info(*model_);
   name_ = std::filesystem::path(model_path).filename().string();
   context_ = info.context_length;

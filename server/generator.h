@@ -42,7 +42,8 @@ struct GenerateOutcome {
 
 class Generator {
  public:
-  Generator(const std::string& model_path, int64_t kv_memory_bytes);
+  Generator(const std::string& model_path, int64_t kv_memory_bytes,
+            generate::KvCacheType kv_cache = generate::KvCacheType::kAuto);
   ~Generator();
   std::string name() const { return name_; }
   int64_t context_length() const { return context_; }

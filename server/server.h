@@ -21,6 +21,8 @@
 #include <string_view>
 #include <vector>
 
+#include "generate/generate.h"
+
 namespace rag::server {
 
 // Who asks. Users and groups are bare names ("ann", "eng"); principal_strings() gives the ACL form.
@@ -51,6 +53,7 @@ struct Config {
   int sources = 5;                         // passages given to the generator, 1..20
   size_t source_bytes = 1500;              // text of each passage in the prompt, at most
   int64_t kv_memory_bytes = int64_t{256} << 20;  // the generator engine's KV pool
+  generate::KvCacheType kv_cache = generate::KvCacheType::kAuto;  // what that pool holds (--kv-type)
 };
 
 struct AskRequest {

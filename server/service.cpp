@@ -97,7 +97,7 @@ Service::Service(Config config) : impl_(std::make_unique<Impl>(std::move(config)
   else if (fs::exists(index::catalog_path(c.data_dir))) impl_->embedder = retrieve::open_recorded_embedder(c.data_dir);
   if (!c.rerank_model.empty()) impl_->reranker = rerank::open_reranker(c.rerank_model);
   impl_->retrieval = std::make_unique<Retrieval>(c.data_dir, impl_->embedder, impl_->reranker, c.default_group);
-  if (!c.generate_model.empty()) impl_->generator = std::make_unique<Generator>(c.generate_model, c.kv_memory_bytes);
+  if (!c.generate_model.empty()) impl_->generator = std::make_unique<Generator>(c.generate_model, c.kv_memory_bytes, c.kv_cache);
   const Models m = models();
   spdlog::info("service: data {}, embedder {}, reranker {}, generator {}", c.data_dir, m.embedder, m.reranker, m.generator);
   if (!impl_->generator) spdlog::info("service: no generator model: answers are extractive (quoted sentences)");

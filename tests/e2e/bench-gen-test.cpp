@@ -46,6 +46,21 @@ TEST(E2eBenchGen, JsonHasEveryFigure) {
   EXPECT_EQ(j["aggregate_tok_s"].size(), 3u);
 }
 
+// --kv-type f16 halves the F32 model's bytes per position; an unknown type is a usage error naming them.
+TEST(E2eBenchGen, KvTypeSetsTheCachesBytes) {
+  TempDir dir;
+  const std::string model = import_stories(dir);
+  std::vector<std::string> command = {"bench", "gen", "--model", model, "--json", "--threads", "1",
+                                      "--repetitions", "1", "--kv-type", "f16"};
+  command.insert(command.end(), kSmall.begin(), kSmall.end());
+  RunResult run = run_rag(command);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(nlohmann::json::parse(run.out)["kv_bytes_per_token"].get<double>(), 5 * 2 * 32 * 2);
+  RunResult bad = run_rag({"bench", "gen", "--model", model, "--kv-type", "q8_0"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("auto, f16 or f32"), std::string::npos) << bad.err;
+}
+
 TEST(E2eBenchGen, TablePrintsEachFigure) {
   TempDir dir;
   const std::string model = import_stories(dir);

@@ -284,6 +284,47 @@ TEST(KvCache, NonF32ModelsKeepHalvesThatAttendAsTheRoundedReference) {
   }
 }
 
+// --kv-type: an F16-weight model asked for an F32 cache follows the oracle whose K and V are not rounded
+// (the test above shows its own F16 cache missing it), an F32 model asked for F16 halves its blocks, and
+// an unknown name is an error naming the choices.
+TEST(KvCache, TheCacheTypeCanBeChosen) {
+  TinySpec spec = variant("qwen2", 4, 2, true, false);
+  spec.type = nn::TensorType::kF16;
+  rag::test::TempDir dir;
+  test::TinyModel tiny = test::make_tiny_model(spec);
+  write_tiny_model(tiny, dir / "model.gguf");
+  auto model = Model::load(dir / "model.gguf", KvCacheType::kF32);
+  EXPECT_EQ(model->config().kv_type, nn::TensorType::kF32);
+  EXPECT_EQ(Model::load(dir / "model.gguf", KvCacheType::kAuto)->config().kv_type, nn::TensorType::kF16);
+  const auto expected = test::reference_logits(rounded(tiny, nn::TensorType::kF16), kTokens, /*kv_f16=*/false);
+  const auto actual = decode_each(*model, kTokens);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t pos = 0; pos < expected.size(); ++pos) {
+    double scale = 0.0;
+    for (double v : expected[pos]) scale = std::max(scale, std::abs(v));
+    for (size_t i = 0; i < expected[pos].size(); ++i)
+      ASSERT_NEAR(actual[pos][i], expected[pos][i], 1e-4 * scale) << "position " << pos << " logit " << i;
+  }
+
+  spec.type = nn::TensorType::kF32;
+  rag::test::TempDir f32_dir;
+  auto f32_auto = write_and_load(spec, f32_dir);
+  auto f32_halves = Model::load(f32_dir / "model.gguf", KvCacheType::kF16);
+  EXPECT_EQ(f32_halves->config().kv_type, nn::TensorType::kF16);
+  EXPECT_EQ(f32_halves->config().kv_layout().block_bytes() * 2, f32_auto->config().kv_layout().block_bytes());
+
+  EXPECT_EQ(parse_kv_cache_type("auto"), KvCacheType::kAuto);
+  EXPECT_EQ(parse_kv_cache_type("f16"), KvCacheType::kF16);
+  EXPECT_EQ(parse_kv_cache_type("f32"), KvCacheType::kF32);
+  try {
+    parse_kv_cache_type("q8_0");
+    ADD_FAILURE() << "q8_0 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("auto, f16 or f32"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Generate, GreedyFollowsTheReferenceArgmax) {
   rag::test::TempDir dir;
   test::TinyModel tiny;
