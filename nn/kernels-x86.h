@@ -212,6 +212,15 @@ inline V accumulate_block(V q, V dw, float dx, float ds, V acc) {
   }
 }
 
+// Fetches bytes [b * kShare, (b + 1) * kShare) from `next` into L2: a fixed run of prefetches, the last one at
+// the final byte, so that the lines are covered whatever the offset, without a loop.
+template <int64_t kShare, class Block>
+inline void prefetch_share(const Block* next, int64_t b) {
+  const char* p = reinterpret_cast<const char*>(next) + b * kShare;
+  for (int64_t o = 0; o < kShare; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+  _mm_prefetch(p + kShare - 1, _MM_HINT_T1);
+}
+
 // Rows rows[0..3] against T tokens of x: y[t * ldy + i] for rows i < count. `next` (or null) is where the
 // quad after the following one starts: reading 4 rows in step hides them from the hardware prefetcher, so
 // each block fetches its share of that contiguous stretch into L2. bench/kernels BM_Matvec, 151936 × 896
@@ -224,10 +233,7 @@ void x86_matvec_tile(const Block* const* rows, int count, const Block* next, int
   constexpr int64_t kShare = 4 * static_cast<int64_t>(sizeof(Block));
   typename BlockSums<Block>::Quad acc[T] = {};
   for (int64_t b = 0; b < blocks; ++b) {
-    if (next != nullptr) {
-      for (int64_t o = b * kShare / 64 * 64; o < (b + 1) * kShare; o += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(next) + o, _MM_HINT_T1);
-    }
+    if (next != nullptr) prefetch_share<kShare>(next, b);
     const __m128 dw = quad_scales(rows, b);
     __m256i u[4];
     for (int i = 0; i < 4; ++i) {
@@ -441,10 +447,7 @@ void x86_octet_rows(const Block* w, int64_t r, const Block* next, Q8Matrix x, in
       const int64_t count = blocks - b0 < kOctetChunk ? blocks - b0 : kOctetChunk;
       for (int64_t j = 0; j < count; ++j) {
         const int64_t b = b0 + j;
-        if (next != nullptr && t0 == 0) {
-          for (int64_t o = b * kShare / 64 * 64; o < (b + 1) * kShare; o += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(next) + o, _MM_HINT_T1);
-        }
+        if (next != nullptr && t0 == 0) prefetch_share<kShare>(next, b);
         transpose_octet(rows, b, &chunk[j]);
       }
       octet_tokens<Block, kOctetTileTokens>(chunk, b0, count, xt, tokens, sums);

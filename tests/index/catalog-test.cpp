@@ -169,8 +169,11 @@ TEST(Catalog, AReadersReusedLookupsSeeLaterCommits) {
     SCOPED_TRACE(testing::Message() << "after lookup " << first);
     ASSERT_TRUE(lookups[first](last));
     last = add(static_cast<int>(first) + 1);
-    for (size_t other = 0; other < lookups.size(); ++other)
-      if (other != first) EXPECT_TRUE(lookups[other](last)) << "lookup " << other;
+    for (size_t other = 0; other < lookups.size(); ++other) {
+      if (other != first) {
+        EXPECT_TRUE(lookups[other](last)) << "lookup " << other;
+      }
+    }
   }
 }
 
