@@ -252,6 +252,18 @@ TEST(QuantizedForward, LogitsCloseToTheReference) {
   }
 }
 
+// Each position's logits within 1e-4 of the largest expected logit there.
+template <class Actual, class Expected>
+void expect_within_1e4_of_scale(const Actual& actual, const Expected& expected) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t pos = 0; pos < expected.size(); ++pos) {
+    double scale = 0.0;
+    for (double v : expected[pos]) scale = std::max(scale, std::abs(v));
+    for (size_t i = 0; i < expected[pos].size(); ++i)
+      ASSERT_NEAR(actual[pos][i], expected[pos][i], 1e-4 * scale) << "position " << pos << " logit " << i;
+  }
+}
+
 // Every model but an F32 one keeps its KV cache in F16: half the bytes per position. With F16 weights
 // (float products throughout, so nothing else rounds) the logits follow the oracle whose K and V are rounded
 // through half as closely as the F32 model follows the plain one.
@@ -275,13 +287,7 @@ TEST(KvCache, NonF32ModelsKeepHalvesThatAttendAsTheRoundedReference) {
   EXPECT_EQ(model->config().kv_layout().type, nn::TensorType::kF16);
   const auto expected = test::reference_logits(rounded(tiny, nn::TensorType::kF16), kTokens, /*kv_f16=*/true);
   const auto actual = decode_each(*model, kTokens);
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t pos = 0; pos < expected.size(); ++pos) {
-    double scale = 0.0;
-    for (double v : expected[pos]) scale = std::max(scale, std::abs(v));
-    for (size_t i = 0; i < expected[pos].size(); ++i)
-      ASSERT_NEAR(actual[pos][i], expected[pos][i], 1e-4 * scale) << "position " << pos << " logit " << i;
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_within_1e4_of_scale(actual, expected));
 }
 
 // --kv-type: an F16-weight model asked for an F32 cache follows the oracle whose K and V are not rounded
@@ -298,13 +304,7 @@ TEST(KvCache, TheCacheTypeCanBeChosen) {
   EXPECT_EQ(Model::load(dir / "model.gguf", KvCacheType::kAuto)->config().kv_type, nn::TensorType::kF16);
   const auto expected = test::reference_logits(rounded(tiny, nn::TensorType::kF16), kTokens, /*kv_f16=*/false);
   const auto actual = decode_each(*model, kTokens);
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t pos = 0; pos < expected.size(); ++pos) {
-    double scale = 0.0;
-    for (double v : expected[pos]) scale = std::max(scale, std::abs(v));
-    for (size_t i = 0; i < expected[pos].size(); ++i)
-      ASSERT_NEAR(actual[pos][i], expected[pos][i], 1e-4 * scale) << "position " << pos << " logit " << i;
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_within_1e4_of_scale(actual, expected));
 
   spec.type = nn::TensorType::kF32;
   rag::test::TempDir f32_dir;
