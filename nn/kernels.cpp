@@ -1,9 +1,9 @@
 // Dispatch, argument checks and threading for the kernels of kernels.h; the arithmetic lives in
 // kernels-portable.cpp, kernels-avx2.cpp and kernels-avx512.cpp behind one KernelTable each.
 //
-// Threading: OpenMP regions split rows into one contiguous range per thread (a multiple of kRowAlign rows),
-// so each thread streams its own part of the weights once; called from inside a parallel region, a kernel
-// runs on the calling thread alone. OpenBLAS (the pthread build on Debian) keeps its own thread pool; our
+// Threading: OpenMP regions split rows as parallel_rows does (nn/parallel.h): contiguous shares, taken in
+// chunks, the last ones by whichever thread is free; called from inside a parallel region, a kernel runs on
+// the calling thread alone. OpenBLAS (the pthread build on Debian) keeps its own thread pool; our
 // sgemm calls come between OpenMP regions, never inside one, so the two pools take turns instead of
 // oversubscribing the cores. (A caller's own parallel region around matmul would still oversubscribe with
 // F32/F16/BF16 weights: the pthread build cannot be pinned to one thread per call.)
@@ -52,14 +52,11 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "nn/kernels-impl.h"
+#include "nn/parallel.h"
 
 namespace rag::nn {
 namespace {
 
-// Rows per thread range are a multiple of this, the widest row tile of any matmul_q8 kernel.
-constexpr int64_t kRowAlign = 16;
-// Below this many multiply-adds a product runs on the calling thread: waking the team costs more.
-constexpr int64_t kParallelMinWork = 1 << 15;
 // Bytes of F32 weights dequantized per sgemm call in matmul_dequantized: sgemm needs big calls to reach
 // its speed (tiles of 256 rows ran at a fifth of one whole-matrix call), yet the output head must not
 // become a 545 MB copy.
@@ -157,26 +154,6 @@ void check_weights(const Weights& w, const char* what) {
          tensor_type_name(w.type), w.cols, block_size(w.type));
   }
   if (w.data == nullptr && w.rows * w.cols != 0) fail(Errc::kInvalidArgument, "{}: no weight data", what);
-}
-
-// Calls f(r0, r1) on contiguous row ranges, one per OpenMP thread, or once on this thread for small work or
-// when already inside a parallel region. f must not throw.
-template <typename F>
-void parallel_rows(int64_t rows, int64_t work, F&& f) {
-  if (work < kParallelMinWork || omp_in_parallel() || omp_get_max_threads() == 1) {
-    f(0, rows);
-    return;
-  }
-#pragma omp parallel
-  {
-    const int64_t threads = omp_get_num_threads();
-    const int64_t thread = omp_get_thread_num();
-    const int64_t per_thread = (rows + threads - 1) / threads;
-    const int64_t chunk = (per_thread + kRowAlign - 1) / kRowAlign * kRowAlign;
-    const int64_t r0 = std::min(rows, thread * chunk);
-    const int64_t r1 = std::min(rows, r0 + chunk);
-    if (r0 < r1) f(r0, r1);
-  }
 }
 
 void quantize_rows(const KernelTable& k, const float* x, int64_t n, int64_t cols, QuantizedActivations q) {
