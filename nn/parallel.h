@@ -21,7 +21,7 @@ inline constexpr int64_t kRowAlign = 16;
 // Below this many multiply-adds a product runs on the calling thread: waking the team costs more.
 inline constexpr int64_t kParallelMinWork = 1 << 15;
 // Chunks per share: enough for the threads to finish together, few enough that each is a long stretch.
-inline constexpr int64_t kChunksPerThread = 8;
+inline constexpr int64_t kChunksPerThread = 16;
 
 // A share as chunk indexes [front, back) in one word, so that its owner (from the front) and a thief (from
 // the back) agree on every chunk through one compare-and-swap.
