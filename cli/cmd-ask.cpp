@@ -29,8 +29,8 @@ const CommandSpec& spec() {
        {"max-tokens", "N", "tokens to generate at most (default 256)"},
        {"temperature", "T", "sampling temperature; 0 is greedy (default 0)"},
        {"seed", "S", "random seed for sampling (default 0)"},
-       {"kv-mem", "MIB", "the generator's KV cache pool in MiB (default 256)"},
-       {"kv-type", "TYPE", "what the KV cache holds: auto (F16, or F32 for F32 models), f16 or f32"},
+       {"kv-mem", "MIB", fmt::format(kKvMemHelp, 256)},
+       {"kv-type", "TYPE", kKvTypeHelp},
        {"json", "", "print the answer, citations, timings and models as JSON"}}};
   return s;
 }

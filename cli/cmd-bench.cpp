@@ -181,8 +181,8 @@ int bench_gen(int argc, char** argv) {
                    "--repetitions runs; weights and the prefill's buffers are touched once first.",
                    {{"model", "FILE", "the decoder model (GGUF; required)"},
                     {"threads", "N", "OpenMP threads (default: OMP_NUM_THREADS or one per core)"},
-                    {"kv-mem", "BYTES", "engine KV pool (default 1 GiB)"},
-                    {"kv-type", "TYPE", "what the KV cache holds: auto (F16, or F32 for F32 models), f16 or f32"},
+                    {"kv-mem", "MIB", fmt::format(kKvMemHelp, 1024)},
+                    {"kv-type", "TYPE", kKvTypeHelp},
                     {"prompt-tokens", "N", "prefill prompt length (default 512)"},
                     {"decode-tokens", "N", "tokens timed for decode (default 128)"},
                     {"ttft-tokens", "N", "prompt length for time to first token (default 2000)"},
@@ -239,7 +239,7 @@ int bench_gen(int argc, char** argv) {
     }
   }
   generate::EngineOptions engine_options;
-  if (args.has("kv-mem")) engine_options.kv_memory_bytes = args.get_int("kv-mem", 0, 1, int64_t{1} << 40);
+  if (args.has("kv-mem")) engine_options.kv_memory_bytes = args.get_int("kv-mem", 1024, 1, 1 << 20) << 20;
 
   const std::shared_ptr<const generate::Model> model =
       generate::load_model(path, generate::parse_kv_cache_type(args.get("kv-type", "auto")));

@@ -31,7 +31,7 @@ const CommandSpec& spec() {
           {"frequency-penalty", "F", "lower each token's logit by F per time it was generated, in [-2, 2] (default 0)"},
           {"presence-penalty", "F", "lower the logit of every token generated so far by F, in [-2, 2] (default 0)"},
           {"stop", "STRING", "stop when the text contains STRING, which is not printed (repeatable)", true},
-          {"kv-type", "TYPE", "what the KV cache holds: auto (F16, or F32 for F32 models), f16 or f32"},
+          {"kv-type", "TYPE", kKvTypeHelp},
       },
   };
   return s;

@@ -44,8 +44,8 @@ const CommandSpec& spec() {
        {"max-question", "BYTES", "longest question (default 4096)"},
        {"max-tokens", "N", "most tokens a request may ask to generate (default 1024)"},
        {"sources", "N", "passages given to the generator per question, 1..20 (default 5)"},
-       {"kv-mem", "MIB", "the generator's KV cache pool in MiB (default 256)"},
-       {"kv-type", "TYPE", "what the KV cache holds: auto (F16, or F32 for F32 models), f16 or f32"}}};
+       {"kv-mem", "MIB", fmt::format(kKvMemHelp, 256)},
+       {"kv-type", "TYPE", kKvTypeHelp}}};
   return s;
 }
 

@@ -10,6 +10,10 @@ constexpr int kExitUsage = 2;        // bad arguments
 constexpr int kExitPartial = 3;      // completed, but some inputs failed (e.g. ingest with failed files)
 constexpr int kExitBusy = 75;        // another writer holds the data dir's lock (EX_TEMPFAIL, for cron)
 
+// Help of the options every command that loads a generator takes.
+constexpr const char* kKvMemHelp = "the generator's KV cache pool in MiB (default {})";
+constexpr const char* kKvTypeHelp = "what the KV cache holds: auto (F16, or F32 for F32 models), f16 or f32";
+
 int cmd_ask(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_generate(int argc, char** argv);

@@ -23,7 +23,7 @@ const std::vector<std::string> kSmall = {"--prompt-tokens", "32", "--decode-toke
 TEST(E2eBenchGen, JsonHasEveryFigure) {
   TempDir dir;
   const std::string model = import_stories(dir);
-  std::vector<std::string> command = {"bench", "gen", "--model", model, "--json", "--threads", "1", "--kv-mem", "4000000",
+  std::vector<std::string> command = {"bench", "gen", "--model", model, "--json", "--threads", "1", "--kv-mem", "4",
                                       "--repetitions", "2"};
   command.insert(command.end(), kSmall.begin(), kSmall.end());
   RunResult run = run_rag(command);
