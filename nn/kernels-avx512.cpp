@@ -22,8 +22,10 @@
 #include "nn/kernels-x86.h"
 
 // GCC 12 warns inside its own intrinsics (_mm512_cvtepi32_ps and others pass _mm512_undefined_*() through).
+#ifndef __clang__
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 namespace rag::nn {
 namespace {

@@ -22,18 +22,19 @@ constexpr size_t kMaxMerges = size_t{1} << 24;
 
 // Token texts llama.cpp treats as end of turn / end of generation whatever their stored type.
 const char* const kEotTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                                 "<|end_of_text|>", "<EOT>", "_<EOT>", "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"};
+                                 "<|end_of_text|>", "<EOT>", "_<EOT>", "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>"};
 const char* const kEogTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                                  "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>"};
-// Fill-in-the-middle markers: control tokens even when converters stored them as user-defined.
+// Fill-in-the-middle markers: control tokens even when converters stored them as user-defined. (Octal escapes
+// where letters follow: a hex escape would take them in.)
 const char* const kFimTexts[] = {
     "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "\xE2\x96\x81<PRE>",
     "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>", "\xE2\x96\x81<SUF>",
     "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>", "\xE2\x96\x81<MID>",
     "<|fim_pad|>",    "<fim-pad>",    "<fim_pad>",    "<PAD>",
     "<|fim_repo|>",   "<|repo_name|>", "<fim-repo>",  "<REPO>", "<reponame>", "<|file_sep|>",
-    "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>", "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "hole\xEF\xBD\x9C>",
-    "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "end\xEF\xBD\x9C>"};
+    "<\357\275\234fim\342\226\201begin\357\275\234>", "<\357\275\234fim\342\226\201hole\357\275\234>",
+    "<\357\275\234fim\342\226\201end\357\275\234>"};
 
 uint32_t attr_of(TokenType type) {
   switch (type) {
