@@ -221,7 +221,7 @@ inline void prefetch_share(const Block* next, int64_t b) {
   _mm_prefetch(p + kShare - 1, _MM_HINT_T1);
 }
 
-// Rows rows[0..3] against T tokens of x: y[t * ldy + i] for rows i < count. `next` (or null) is where the
+// Rows rows[0..3] against T tokens of x: y[t * ldy + i] for rows i < count. `next` is where the
 // quad after the following one starts: reading 4 rows in step hides them from the hardware prefetcher, so
 // each block fetches its share of that contiguous stretch into L2. bench/kernels BM_Matvec, 151936 × 896
 // (an output head streamed from memory), two threads: Q8_0 11-14 ms without the prefetch, 7 fetching the next
@@ -233,7 +233,7 @@ void x86_matvec_tile(const Block* const* rows, int count, const Block* next, int
   constexpr int64_t kShare = 4 * static_cast<int64_t>(sizeof(Block));
   typename BlockSums<Block>::Quad acc[T] = {};
   for (int64_t b = 0; b < blocks; ++b) {
-    if (next != nullptr) prefetch_share<kShare>(next, b);
+    prefetch_share<kShare>(next, b);
     const __m128 dw = quad_scales(rows, b);
     __m256i u[4];
     for (int i = 0; i < 4; ++i) {
@@ -428,7 +428,7 @@ void octet_tokens(const OctetBlock<Block>* chunk, int64_t b0, int64_t count, Q8M
   }
 }
 
-// Rows [r, r + 8) of w against tokens [0, n) of x. `next` (or null) is where the rows two octets on start,
+// Rows [r, r + 8) of w against tokens [0, n) of x. `next` is where the rows two octets on start,
 // fetched into L2 while this octet is transposed, as the quads do.
 template <class Block>
 void x86_octet_rows(const Block* w, int64_t r, const Block* next, Q8Matrix x, int64_t n, float* y, int64_t ldy) {
@@ -447,7 +447,7 @@ void x86_octet_rows(const Block* w, int64_t r, const Block* next, Q8Matrix x, in
       const int64_t count = blocks - b0 < kOctetChunk ? blocks - b0 : kOctetChunk;
       for (int64_t j = 0; j < count; ++j) {
         const int64_t b = b0 + j;
-        if (next != nullptr && t0 == 0) prefetch_share<kShare>(next, b);
+        if (t0 == 0) prefetch_share<kShare>(next, b);
         transpose_octet(rows, b, &chunk[j]);
       }
       octet_tokens<Block, kOctetTileTokens>(chunk, b0, count, xt, tokens, sums);

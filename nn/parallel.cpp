@@ -4,6 +4,9 @@
 
 namespace rag::nn {
 
+namespace {
+
+// Takes the front (or back) chunk of `share` into `chunk`; false once the share is empty.
 bool take_chunk(RowShare& share, bool front, int64_t& chunk) {
   uint64_t r = share.range.load(std::memory_order_relaxed);
   for (;;) {
@@ -14,6 +17,28 @@ bool take_chunk(RowShare& share, bool front, int64_t& chunk) {
       chunk = static_cast<int64_t>(front ? f : b - 1);
       return true;
     }
+  }
+}
+
+uint64_t chunks_left(const RowShare& share) {
+  const uint64_t r = share.range.load(std::memory_order_relaxed);
+  const uint64_t front = r & 0xffffffff, back = r >> 32;
+  return back > front ? back - front : 0;
+}
+
+}  // namespace
+
+bool next_chunk(RowShare* shares, int threads, int self, int64_t& chunk) {
+  if (take_chunk(shares[self], true, chunk)) return true;
+  for (;;) {
+    int victim = -1;
+    uint64_t most = 0;
+    for (int t = 0; t < threads; ++t) {
+      const uint64_t left = chunks_left(shares[t]);
+      if (left > most) most = left, victim = t;
+    }
+    if (victim < 0) return false;
+    if (take_chunk(shares[victim], false, chunk)) return true;
   }
 }
 

@@ -29,8 +29,10 @@ struct alignas(64) RowShare {
   std::atomic<uint64_t> range;
 };
 
-// Takes the front (or back) chunk of `share` into `chunk`; false once the share is empty.
-bool take_chunk(RowShare& share, bool front, int64_t& chunk);
+// The next chunk for thread `self` of a region's `threads` shares: the front of its own share, or once that
+// is empty the back of the share with the most left (shares of threads the runtime did not start, under
+// OMP_DYNAMIC, are emptied this way too); false when every share is empty.
+bool next_chunk(RowShare* shares, int threads, int self, int64_t& chunk);
 // This thread's shares for a region of `threads` threads (reused from call to call).
 RowShare* row_shares(int threads);
 
@@ -57,19 +59,7 @@ void parallel_rows(int64_t rows, int64_t work, F&& f) {
 #pragma omp parallel num_threads(threads)
   {
     int64_t chunk = 0;
-    while (take_chunk(shares[omp_get_thread_num()], true, chunk)) run(chunk);
-    // Shares of threads the runtime did not start (OMP_DYNAMIC) are emptied this way too.
-    for (;;) {
-      int victim = -1;
-      uint64_t most = 0;
-      for (int t = 0; t < threads; ++t) {
-        const uint64_t r = shares[t].range.load(std::memory_order_relaxed);
-        const uint64_t front = r & 0xffffffff, back = r >> 32;
-        if (back > front && back - front > most) most = back - front, victim = t;
-      }
-      if (victim < 0) break;
-      if (take_chunk(shares[victim], false, chunk)) run(chunk);
-    }
+    while (next_chunk(shares, threads, omp_get_thread_num(), chunk)) run(chunk);
   }
 }
 
