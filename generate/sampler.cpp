@@ -2,16 +2,56 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <utility>
 
 #include "common/error.h"
 
 namespace rag::generate {
 
+namespace {
+
+// Calls take(i), in ascending order, for each i ≥ from with x[i] > threshold(); take may raise the
+// threshold. Each block of 32 is first tested whole, with a count the compiler turns into vector compares
+// (no -m flags needed: SSE2 is x86-64's baseline): almost every block holds nothing above a threshold that
+// has risen to the top of a vocabulary, so the scan runs at the speed of those compares. Over Qwen2's
+// 151,936 logits (bench/sampler): greedy 15 us instead of 160 us for a loop testing one value at a time,
+// which 8 decoding streams paid 8 times per step on the engine's thread.
+template <typename Threshold, typename Take>
+void scan_above(std::span<const float> x, size_t from, Threshold&& threshold, Take&& take) {
+  constexpr size_t kBlock = 32;
+  size_t i = from;
+  for (; i + kBlock <= x.size(); i += kBlock) {
+    const float t = threshold();
+    int above = 0;
+    for (size_t j = 0; j < kBlock; ++j) above += x[i + j] > t ? 1 : 0;
+    if (above == 0) continue;
+    for (size_t j = i; j < i + kBlock; ++j)
+      if (x[j] > threshold()) take(j);
+  }
+  for (; i < x.size(); ++i)
+    if (x[i] > threshold()) take(i);
+}
+
+// NaN (a broken model's logit) ranks below every number, so it is never drawn before one.
+float rank_value(float logit) { return std::isnan(logit) ? -std::numeric_limits<float>::infinity() : logit; }
+
+// Higher logit first, lower id first on ties: a strict total order, so that the kept set and its order (and
+// so the draw) do not depend on how they were found.
+bool better(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+}  // namespace
+
 int32_t argmax(std::span<const float> logits) {
   RAG_ASSERT(!logits.empty());
   size_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i)
-    if (logits[i] > logits[best]) best = i;
+  float value = rank_value(logits[0]);
+  scan_above(logits, 1, [&] { return value; }, [&](size_t i) {
+    best = i;
+    value = logits[i];
+  });
   return static_cast<int32_t>(best);
 }
 
@@ -55,18 +95,24 @@ int32_t Sampler::sample(std::span<const float> logits) {
   }
   if (options_.temperature == 0.0f) return argmax(logits);
   candidates_.clear();
-  for (size_t i = 0; i < logits.size(); ++i) candidates_.emplace_back(logits[i], static_cast<int32_t>(i));
-  // Highest logit first, lower id first on ties, so that the order (and so the draw) does not depend on
-  // the sort's stability.
-  auto better = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  size_t keep = candidates_.size();
-  if (options_.top_k > 0 && static_cast<size_t>(options_.top_k) < keep) {
-    keep = static_cast<size_t>(options_.top_k);
-    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(keep), candidates_.end(), better);
+  const size_t n = logits.size();
+  if (options_.top_k > 0 && static_cast<size_t>(options_.top_k) < n) {
+    // The k best: a heap of the best so far, whose worst is the bar a later token must pass (strictly: a
+    // later token has the higher id, so a tie with the worst loses).
+    const auto k = static_cast<size_t>(options_.top_k);
+    for (size_t i = 0; i < k; ++i) candidates_.emplace_back(rank_value(logits[i]), static_cast<int32_t>(i));
+    std::make_heap(candidates_.begin(), candidates_.end(), better);
+    scan_above(logits, k, [&] { return candidates_.front().first; }, [&](size_t i) {
+      std::pop_heap(candidates_.begin(), candidates_.end(), better);
+      candidates_.back() = {logits[i], static_cast<int32_t>(i)};
+      std::push_heap(candidates_.begin(), candidates_.end(), better);
+    });
+    std::sort_heap(candidates_.begin(), candidates_.end(), better);
   } else {
+    for (size_t i = 0; i < n; ++i) candidates_.emplace_back(rank_value(logits[i]), static_cast<int32_t>(i));
     std::sort(candidates_.begin(), candidates_.end(), better);
   }
-  candidates_.resize(keep);
+  const size_t keep = candidates_.size();
 
   // Probabilities at temperature T, in double so that long tails of tiny values still sum correctly.
   const double max_logit = candidates_[0].first;
@@ -89,6 +135,8 @@ int32_t Sampler::sample(std::span<const float> logits) {
   }
   double nucleus_total = 0.0;
   for (size_t i = 0; i < nucleus; ++i) nucleus_total += probs[i];
+  // Every logit -inf (or NaN): no distribution to draw from; the order above still names a token.
+  if (!(nucleus_total > 0.0 && std::isfinite(nucleus_total))) return candidates_[0].second;
   double r = std::uniform_real_distribution<double>(0.0, nucleus_total)(rng_);
   for (size_t i = 0; i < nucleus; ++i) {
     r -= probs[i];

@@ -36,7 +36,7 @@ class Sampler {
 // twice, so p ≤ window / 2. False when either is 0 or fewer than `window` tokens are given.
 bool is_runaway_repetition(std::span<const int32_t> tokens, int64_t window, int64_t max_cycle);
 
-// The id of the largest logit; the lowest id on ties.
+// The id of the largest logit; the lowest id on ties. NaN ranks below every number.
 int32_t argmax(std::span<const float> logits);
 
 }  // namespace rag::generate

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #include "common/error.h"
@@ -117,6 +120,94 @@ TEST(Sampler, FrequencyAndPresencePenaltiesLowerGeneratedTokens) {
       EXPECT_EQ(sampler.sample(logits), c.expected);
     }
   }
+}
+
+// The sampler finds its candidates without sorting the vocabulary. Here is the plain way: sort every logit
+// (higher first, lower id on ties), keep the first k, then the same tempered softmax, nucleus and draw from
+// the same seed. Both must pick the same tokens, with ties, and vocabularies not made of whole scan blocks.
+float ranked(float logit) { return std::isnan(logit) ? -std::numeric_limits<float>::infinity() : logit; }
+
+int32_t argmax_one_by_one(const std::vector<float>& logits) {
+  size_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i)
+    if (ranked(logits[i]) > ranked(logits[best])) best = i;
+  return static_cast<int32_t>(best);
+}
+
+int32_t draw_by_sorting(const std::vector<float>& logits, const SamplingOptions& o, std::mt19937_64& rng) {
+  std::vector<std::pair<float, int32_t>> c;
+  for (size_t i = 0; i < logits.size(); ++i) c.emplace_back(logits[i], static_cast<int32_t>(i));
+  auto better = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  const size_t keep = o.top_k > 0 ? std::min(c.size(), static_cast<size_t>(o.top_k)) : c.size();
+  std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), better);
+  c.resize(keep);
+  std::vector<double> probs;
+  double total = 0.0;
+  for (const auto& [logit, id] : c)
+    total += probs.emplace_back(std::exp((logit - c[0].first) / o.temperature));
+  size_t nucleus = c.size();
+  double cumulative = 0.0;
+  for (size_t i = 0; i < c.size() && o.top_p < 1.0f; ++i)
+    if ((cumulative += probs[i] / total) >= o.top_p) {
+      nucleus = i + 1;
+      break;
+    }
+  const auto end = probs.begin() + static_cast<std::ptrdiff_t>(nucleus);
+  double r = std::uniform_real_distribution<double>(0.0, std::accumulate(probs.begin(), end, 0.0))(rng);
+  for (size_t i = 0; i < nucleus; ++i)
+    if ((r -= probs[i]) < 0.0) return c[i].second;
+  return c[nucleus - 1].second;
+}
+
+TEST(Sampler, PicksTheTokensThatSortingEveryLogitPicks) {
+  std::mt19937 gen(3);
+  for (size_t n : {1, 2, 31, 32, 33, 65, 1000, 151936}) {
+    for (int spread : {4, 1000}) {  // logits on a grid of 4 values (ties everywhere) or of 1,000
+      std::uniform_int_distribution<int> level(0, spread - 1);
+      std::vector<float> logits(n);
+      for (float& x : logits) x = static_cast<float>(level(gen)) * 8.0f / static_cast<float>(spread);
+      if (n > 40) logits[n / 3] = -std::numeric_limits<float>::infinity();
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " spread=" << spread);
+      ASSERT_EQ(argmax(logits), argmax_one_by_one(logits));
+      for (float temperature : {0.05f, 0.8f, 5.0f})
+        for (int top_k : {0, 1, 2, 40, static_cast<int>(n) - 1, static_cast<int>(n) + 5})
+          for (float top_p : {1.0f, 0.9f, 0.3f}) {
+            // Keeping most of 151,936 logits sorts them all in both: slow under ASan, and smaller n cover it.
+            if (top_k < 0 || (n > 1000 && (top_k == 0 || top_k > 40))) continue;
+            SCOPED_TRACE(::testing::Message() << "T=" << temperature << " k=" << top_k << " p=" << top_p);
+            const SamplingOptions o = sampling(temperature, top_k, top_p, 11);
+            Sampler sampler(o);
+            std::mt19937_64 rng(11);
+            for (int draw = 0; draw < (n > 1000 ? 2 : 8); ++draw) {
+              logits[static_cast<size_t>(draw * 7919) % n] += 0.5f;  // the next step's logits differ a little
+              ASSERT_EQ(sampler.sample(logits), draw_by_sorting(logits, o, rng)) << "draw " << draw;
+            }
+          }
+    }
+  }
+}
+
+TEST(Sampler, NaNLogitsAreNeverPickedBeforeANumber) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (size_t at : {0, 1, 40, 99}) {
+    std::vector<float> logits(100, -1.0f);
+    logits[at] = nan;
+    logits[at == 0 ? 50 : 0] = 2.0f;
+    EXPECT_EQ(argmax(logits), at == 0 ? 50 : 0) << "NaN at " << at;
+    for (int top_k : {0, 1, 40}) {
+      Sampler sampler(sampling(1.0f, top_k, 1.0f, 5));
+      for (int draw = 0; draw < 200; ++draw)
+        EXPECT_NE(sampler.sample(logits), static_cast<int32_t>(at)) << "top_k " << top_k;
+    }
+  }
+  // Nothing but NaN and -inf: no distribution to draw from, but still a token, the first in rank order.
+  std::vector<float> none(64, -std::numeric_limits<float>::infinity());
+  none[3] = nan;
+  EXPECT_EQ(argmax(none), 0);
+  Sampler sampler(sampling(1.0f, 40, 0.9f, 5));
+  EXPECT_EQ(sampler.sample(none), 0);
 }
 
 TEST(Sampler, RunawayRepetitionIsAShortCycleCoveringTheWindow) {
