@@ -1,6 +1,7 @@
 #include "generate/sampler.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -40,6 +41,38 @@ float rank_value(float logit) { return std::isnan(logit) ? -std::numeric_limits<
 // so the draw) do not depend on how they were found.
 bool better(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
   return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+// Every token in rank order (the order of `better`), by a stable radix sort of 64-bit items, a key that
+// grows as the logit falls above the token id: four passes over the key's bytes leave equal keys in id
+// order. Over 151,936 logits a top-k 0 draw took 16-20 ms with std::sort and `better`, 4 ms with this
+// (bench/sampler, CPU time; two thirds of it is still this sort).
+void sort_all(std::span<const float> logits, std::vector<std::pair<float, int32_t>>& out,
+              std::vector<uint64_t>& scratch) {
+  const size_t n = logits.size();
+  scratch.resize(2 * n);
+  uint64_t* from = scratch.data();
+  uint64_t* to = from + n;
+  for (size_t i = 0; i < n; ++i) {
+    // + 0.0f turns -0 into +0, which `better` holds equal. The bits of a float order as integers once
+    // negative values have every bit flipped and the rest their sign bit set; flipped again, falling values
+    // get growing keys.
+    const auto bits = std::bit_cast<uint32_t>(rank_value(logits[i]) + 0.0f);
+    const uint32_t key = (bits & 0x80000000u) ? bits : ~(bits | 0x80000000u);
+    from[i] = uint64_t{key} << 32 | i;
+  }
+  for (int shift = 32; shift < 64; shift += 8) {
+    size_t start[257] = {};
+    for (size_t i = 0; i < n; ++i) ++start[(from[i] >> shift & 0xff) + 1];
+    for (size_t b = 1; b < 257; ++b) start[b] += start[b - 1];
+    for (size_t i = 0; i < n; ++i) to[start[from[i] >> shift & 0xff]++] = from[i];
+    std::swap(from, to);
+  }
+  out.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto id = static_cast<int32_t>(from[i] & 0xffffffffu);
+    out[i] = {rank_value(logits[static_cast<size_t>(id)]), id};
+  }
 }
 
 }  // namespace
@@ -109,8 +142,7 @@ int32_t Sampler::sample(std::span<const float> logits) {
     });
     std::sort_heap(candidates_.begin(), candidates_.end(), better);
   } else {
-    for (size_t i = 0; i < n; ++i) candidates_.emplace_back(rank_value(logits[i]), static_cast<int32_t>(i));
-    std::sort(candidates_.begin(), candidates_.end(), better);
+    sort_all(logits, candidates_, radix_);
   }
   const size_t keep = candidates_.size();
 

@@ -29,6 +29,7 @@ class Sampler {
   SamplingOptions options_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<uint64_t> radix_;  // sort_all's scratch, kept between tokens
 };
 
 // Runaway repetition: true when the last `window` tokens repeat one cycle of at most `max_cycle` tokens

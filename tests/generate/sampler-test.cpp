@@ -165,9 +165,12 @@ TEST(Sampler, PicksTheTokensThatSortingEveryLogitPicks) {
   std::mt19937 gen(3);
   for (size_t n : {1, 2, 31, 32, 33, 65, 1000, 151936}) {
     for (int spread : {4, 1000}) {  // logits on a grid of 4 values (ties everywhere) or of 1,000
-      std::uniform_int_distribution<int> level(0, spread - 1);
+      std::uniform_int_distribution<int> level(-spread / 2, spread - 1 - spread / 2);
       std::vector<float> logits(n);
-      for (float& x : logits) x = static_cast<float>(level(gen)) * 8.0f / static_cast<float>(spread);
+      for (size_t i = 0; i < n; ++i) {
+        logits[i] = static_cast<float>(level(gen)) * 8.0f / static_cast<float>(spread);
+        if (logits[i] == 0.0f && i % 2 == 1) logits[i] = -0.0f;  // equal to +0: ranked by id alone
+      }
       if (n > 40) logits[n / 3] = -std::numeric_limits<float>::infinity();
       SCOPED_TRACE(::testing::Message() << "n=" << n << " spread=" << spread);
       ASSERT_EQ(argmax(logits), argmax_one_by_one(logits));
