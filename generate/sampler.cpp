@@ -167,7 +167,8 @@ int32_t Sampler::sample(std::span<const float> logits) {
   }
   double nucleus_total = 0.0;
   for (size_t i = 0; i < nucleus; ++i) nucleus_total += probs[i];
-  // Every logit -inf (or NaN): no distribution to draw from; the order above still names a token.
+  // A logit +inf, or every logit -inf (or NaN): no distribution to draw from; the order above still names
+  // a token.
   if (!(nucleus_total > 0.0 && std::isfinite(nucleus_total))) return candidates_[0].second;
   double r = std::uniform_real_distribution<double>(0.0, nucleus_total)(rng_);
   for (size_t i = 0; i < nucleus; ++i) {
