@@ -20,13 +20,13 @@ const std::string kSpaceMarker = "\xE2\x96\x81";  // ▁, SentencePiece's space
 constexpr size_t kMaxVocabSize = size_t{1} << 24;
 constexpr size_t kMaxMerges = size_t{1} << 24;
 
-// Token texts llama.cpp treats as end of turn / end of generation whatever their stored type.
+// Token texts llama.cpp treats as end of turn / end of generation whatever their stored type. (Here and in
+// kFimTexts, octal escapes where letters follow: a hex escape would take them in.)
 const char* const kEotTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                                  "<|end_of_text|>", "<EOT>", "_<EOT>", "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>"};
 const char* const kEogTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                                  "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>"};
-// Fill-in-the-middle markers: control tokens even when converters stored them as user-defined. (Octal escapes
-// where letters follow: a hex escape would take them in.)
+// Fill-in-the-middle markers: control tokens even when converters stored them as user-defined.
 const char* const kFimTexts[] = {
     "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "\xE2\x96\x81<PRE>",
     "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>", "\xE2\x96\x81<SUF>",
