@@ -55,14 +55,16 @@ void BlockPool::release(int32_t block) {
 void BlockPool::copy_positions(int32_t from, int32_t to, int64_t positions) {
   RAG_ASSERT(from != to && ref_count(from) > 0 && ref_count(to) == 1);
   RAG_ASSERT(positions >= 0 && positions <= kKvBlockTokens);
-  // kv-cache.h's layout: every layer's K rows, then its V rows, kKvBlockTokens slots each, so the slots to
-  // copy are one run at the start of each of the 2 × layer_count runs.
-  const int64_t run_bytes = kKvBlockTokens * layout_.row_bytes();
-  const auto bytes = static_cast<size_t>(positions * layout_.row_bytes());
-  const std::byte* source = data(from);
-  std::byte* target = data(to);
-  for (int64_t run = 0; run < 2 * layout_.layer_count; ++run)
-    std::memcpy(target + run * run_bytes, source + run * run_bytes, bytes);
+  // A table of the two blocks: positions [0, 16) are `from`'s, [16, 32) `to`'s. In each layer and head, a
+  // block's K rows of consecutive slots follow one another, and so do its V rows.
+  KvBlocks both = table();
+  both.blocks = {from, to};
+  const auto bytes = static_cast<size_t>(positions * layout_.head_row_bytes());
+  for (int64_t l = 0; l < layout_.layer_count; ++l)
+    for (int64_t h = 0; h < layout_.head_count; ++h) {
+      std::memcpy(both.key(l, kKvBlockTokens, h), both.key(l, 0, h), bytes);
+      std::memcpy(both.value(l, kKvBlockTokens, h), both.value(l, 0, h), bytes);
+    }
 }
 
 }  // namespace rag::generate

@@ -1,5 +1,5 @@
-// The engine's KV memory: a fixed number of blocks (kv-cache.h's layout: every layer's K and V rows of
-// kKvBlockTokens positions) in one allocation, handed out by id and reference-counted.
+// The engine's KV memory: a fixed number of blocks (each every layer's K and V of kKvBlockTokens positions,
+// in kv-cache.h's layout) in one allocation, handed out by id and reference-counted.
 //
 // States of a block (ref = its reference count; the prefix cache holds one reference per cached block):
 //
@@ -52,9 +52,8 @@ class BlockPool {
   // share whole (prefix-cache.h, "Partial blocks").
   void copy_positions(int32_t from, int32_t to, int64_t positions);
   int32_t ref_count(int32_t block) const { return refs_[index(block)]; }
-  std::byte* data(int32_t block) const {
-    return storage_.get() + static_cast<int64_t>(index(block)) * layout_.block_bytes();
-  }
+  // A block table over this pool's memory, with no blocks yet.
+  KvBlocks table() const { return KvBlocks{layout_, storage_.get(), block_count(), {}, 0}; }
 
  private:
   size_t index(int32_t block) const {
@@ -65,7 +64,10 @@ class BlockPool {
   KvLayout layout_;
   std::unique_ptr<std::byte[]> storage_;
   std::vector<int32_t> refs_;
-  std::vector<int32_t> free_;  // a stack: the most recently freed block is reused first (warm in cache)
+  // A stack: the most recently freed block is reused first (warm in cache). It starts as 0, 1, 2, ... from
+  // the top, so that a fresh pool gives a long prompt consecutive blocks: one run of memory per layer and
+  // head (kv-cache.h).
+  std::vector<int32_t> free_;
 };
 
 }  // namespace rag::generate

@@ -38,8 +38,7 @@ struct Sequence {
   // the whole prompt at first, then just the last sampled token, or everything again after a preemption.
   std::vector<int32_t> tokens;
   std::unique_ptr<Continuation> continuation;
-  KvBlocks kv;
-  std::vector<int32_t> blocks;    // pool ids of kv.blocks, same order
+  KvBlocks kv;                    // over the engine's pool once admitted
   int64_t entered_blocks = 0;     // leading full blocks already in the prefix cache
   std::promise<Completion> promise;
   Completion info;
@@ -143,14 +142,14 @@ int32_t Engine::Impl::allocate_block() {
 void Engine::Impl::enter_full_blocks(Sequence& seq) {
   const int64_t full = seq.kv.length / kKvBlockTokens;
   if (!cache || full <= seq.entered_blocks) return;
-  cache->insert(seq.tokens, seq.domain(), std::span<const int32_t>(seq.blocks).first(static_cast<size_t>(full)));
+  cache->insert(seq.tokens, seq.domain(), std::span<const int32_t>(seq.kv.blocks).first(static_cast<size_t>(full)));
   seq.entered_blocks = full;
 }
 
 void Engine::Impl::release_blocks(Sequence& seq, bool enter_in_cache) {
   if (enter_in_cache) enter_full_blocks(seq);
-  for (int32_t block : seq.blocks) release_block(block);
-  seq.blocks.clear();
+  // Last block first, so that the free stack gives them back in order (block-pool.h).
+  for (auto block = seq.kv.blocks.rbegin(); block != seq.kv.blocks.rend(); ++block) release_block(*block);
   seq.kv.blocks.clear();
   seq.kv.length = 0;
   seq.entered_blocks = 0;
@@ -248,14 +247,13 @@ void Engine::Impl::intake(std::vector<SequencePtr> fresh, const std::unordered_s
 void Engine::Impl::reserve_blocks() {
   for (size_t i = 0; i < running.size(); ++i) {
     Sequence* seq = running[i].get();
-    while (static_cast<int64_t>(seq->blocks.size()) < blocks_for(static_cast<int64_t>(seq->tokens.size()))) {
+    std::vector<int32_t>& blocks = seq->kv.blocks;
+    while (static_cast<int64_t>(blocks.size()) < blocks_for(static_cast<int64_t>(seq->tokens.size()))) {
       // Room first: a block taken from the pool must not be lost to a failing push_back.
-      seq->blocks.reserve(seq->blocks.size() + 1);
-      seq->kv.blocks.reserve(seq->blocks.size() + 1);
+      blocks.reserve(blocks.size() + 1);
       const int32_t block = allocate_block();
       if (block >= 0) {
-        seq->blocks.push_back(block);
-        seq->kv.blocks.push_back(pool.data(block));
+        blocks.push_back(block);
         continue;
       }
       if (running.size() == 1) {
@@ -324,18 +322,19 @@ void Engine::Impl::admit() {
     }
     try {  // room for every block first: none taken below may be lost to a failing push_back
       matched.reserve(static_cast<size_t>(needed));
-      seq.kv.blocks.reserve(static_cast<size_t>(needed));
     } catch (...) {
       for (int32_t block : matched) release_block(block);
       throw;
     }
-    seq.blocks = std::move(matched);
-    seq.entered_blocks = static_cast<int64_t>(seq.blocks.size());
+    seq.kv = pool.table();
+    seq.kv.blocks = std::move(matched);
+    std::vector<int32_t>& blocks = seq.kv.blocks;
+    seq.entered_blocks = static_cast<int64_t>(blocks.size());
     seq.kv.length = seq.entered_blocks * kKvBlockTokens;
     for (int64_t b = 0; b < fresh; ++b) {
       const int32_t block = pool.allocate();
       RAG_ASSERT(block >= 0);
-      seq.blocks.push_back(block);
+      blocks.push_back(block);
     }
     if (cache) {
       // The leading positions of the next block that agree with a cached one are copied into the first
@@ -344,17 +343,14 @@ void Engine::Impl::admit() {
       // At most up to the last token, whose logits must be computed.
       const auto whole = static_cast<size_t>(seq.entered_blocks);
       const auto partial = cache->match_partial(seq.tokens, seq.domain(),
-                                                std::span<const int32_t>(seq.blocks).first(whole),
+                                                std::span<const int32_t>(blocks).first(whole),
                                                 length - 1 - seq.kv.length);
       if (partial.block >= 0) {
-        pool.copy_positions(partial.block, seq.blocks[whole], partial.tokens);
+        pool.copy_positions(partial.block, blocks[whole], partial.tokens);
         release_block(partial.block);
         seq.kv.length += partial.tokens;
       }
     }
-    seq.kv.layout = pool.layout();
-    seq.kv.blocks.clear();
-    for (int32_t block : seq.blocks) seq.kv.blocks.push_back(pool.data(block));
     if (!seq.admitted_once) {
       seq.admitted_once = true;
       seq.info.queue_seconds = seconds(seq.submitted, Clock::now());

@@ -14,13 +14,13 @@
 //
 // Design
 // ------
-// Memory. The KV pool is one allocation of kv_memory_bytes / block_bytes blocks, each holding every layer's
-// K and V rows for 16 consecutive positions (the layout of kv-cache.h). DESIGN.md speaks of per-layer pools;
-// one block spanning all layers is the same thing with the layer index folded into the block: every
-// sequence needs all layers of every position it holds, so per-layer pools would always allocate in lock
-// step, and a single block id per 16 positions keeps block tables, reference counts and the prefix tree
-// L times smaller. A sequence's block table (KvBlocks) lists its blocks in position order; they may lie
-// anywhere in the pool. Blocks are reference-counted: a block filled with 16 positions may be shared by
+// Memory. The KV pool is one allocation of kv_memory_bytes / block_bytes blocks, each every layer's K and V
+// for 16 consecutive positions. DESIGN.md speaks of per-layer pools, and the memory is laid out as such
+// (kv-cache.h: a plane per layer and KV head, so that attention streams one layer and head of a sequence as
+// one run), but one block id stands for a block in every plane: every sequence needs all layers of every
+// position it holds, so per-layer pools would always allocate in lock step, and a single id per 16
+// positions keeps block tables, reference counts and the prefix tree L times smaller. A sequence's block
+// table (KvBlocks) lists its blocks in position order; they may be any of the pool's. Blocks are reference-counted: a block filled with 16 positions may be shared by
 // several sequences and the prefix cache; a sequence only ever writes positions past every shared block.
 //
 // Prefix cache. A radix tree whose edges are FULL blocks of 16 token ids. A path from the root spells the

@@ -219,8 +219,7 @@ void Model::check_batch(const Batch& b) const {
   std::map<const KvBlocks*, int64_t> next;
   for (size_t i = 0; i < n; ++i) {
     const KvBlocks* kv = b.kv[i];
-    RAG_ASSERT(kv && kv->layout.layer_count == config_.layer_count && kv->layout.kv_dim == config_.kv_dim() &&
-               kv->layout.type == config_.kv_type);
+    RAG_ASSERT(kv && kv->layout == config_.kv_layout());
     if (b.tokens[i] < 0 || b.tokens[i] >= config_.vocab_size)
       fail(Errc::kInvalidArgument, "{}: token id {} is outside the vocabulary of {} tokens", file_->path(),
            b.tokens[i], config_.vocab_size);
@@ -265,7 +264,7 @@ int64_t padded_rows(int64_t rows) {
 void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
   const ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(b.tokens.size());
-  const int64_t group = c.head_count / c.head_count_kv, hd = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  const int64_t group = c.head_count / c.head_count_kv, hd = c.head_dim, q_dim = c.q_dim();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   using Task = ForwardScratch::AttentionTask;
@@ -317,7 +316,7 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
     const KvBlocks& kv = *b.kv[static_cast<size_t>(k.first)];
     // `lanes` query rows: the tile's `rows`, then padding rows that see no key (visible 0, so the kernel
     // leaves them as they are) up to whole vectors of lanes, so that no pass needs masked loads and stores.
-    const int64_t rows = group * k.count, lanes = padded_rows(rows), kv_off = k.kv_head * hd;
+    const int64_t rows = group * k.count, lanes = padded_rows(rows);
     const int64_t first_pos = b.positions[static_cast<size_t>(k.first)];
     float* q_t = s.scores.data() + omp_get_thread_num() * per_thread;  // Qᵀ: hd × lanes
     float* out_t = q_t + lanes * hd;                                    // Oᵀ: hd × lanes
@@ -368,23 +367,18 @@ void Model::attention(const Batch& b, int64_t layer, ForwardScratch& s) const {
       a.ld = lanes;
       a.q_t = q_t + r0;
       a.q_pairs = bf16 ? q_pairs + r0 : nullptr;
-      const auto head_offset = static_cast<int64_t>(nn::row_bytes(c.kv_type, kv_off));
-      const std::byte* k_rows = kv.key(layer, p) + head_offset;
-      const std::byte* v_rows = kv.value(layer, p) + head_offset;
+      const std::byte* k_rows = kv.key(layer, p, k.kv_head);
+      const std::byte* v_rows = kv.value(layer, p, k.kv_head);
       if (f16) {
-        const int64_t stride = kv.layout.row_bytes();
-        for (int64_t j = 0; j < block; ++j) {
-          nn::f16_to_f32_row(reinterpret_cast<const uint16_t*>(k_rows + j * stride), k_f32 + j * hd, hd);
-          nn::f16_to_f32_row(reinterpret_cast<const uint16_t*>(v_rows + j * stride), v_f32 + j * hd, hd);
-        }
+        nn::f16_to_f32_row(reinterpret_cast<const uint16_t*>(k_rows), k_f32, block * hd);
+        nn::f16_to_f32_row(reinterpret_cast<const uint16_t*>(v_rows), v_f32, block * hd);
         a.k = k_f32;
         a.v = v_f32;
-        a.kv_stride = hd;
       } else {
         a.k = reinterpret_cast<const float*>(k_rows);
         a.v = reinterpret_cast<const float*>(v_rows);
-        a.kv_stride = kv_dim;
       }
+      a.kv_stride = hd;
       a.keys = block;
       a.visible = visible + r0;
       a.max = max + r0;

@@ -62,7 +62,7 @@ struct ModelConfig {
 
   int64_t q_dim() const { return head_count * head_dim; }
   int64_t kv_dim() const { return head_count_kv * head_dim; }
-  KvLayout kv_layout() const { return KvLayout{layer_count, kv_dim(), kv_type}; }
+  KvLayout kv_layout() const { return KvLayout{layer_count, kv_dim(), kv_type, head_count_kv}; }
 };
 
 struct LayerWeights {

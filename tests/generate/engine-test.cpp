@@ -109,9 +109,8 @@ KvBlocks scattered_blocks(BlockPool& pool, int64_t positions) {
   std::vector<int32_t> ids;
   while (pool.free_count() > 0) ids.push_back(pool.allocate());
   std::shuffle(ids.begin(), ids.end(), std::mt19937(3));
-  KvBlocks kv;
-  kv.layout = pool.layout();
-  for (int64_t b = 0; b * kKvBlockTokens < positions; ++b) kv.blocks.push_back(pool.data(ids[static_cast<size_t>(b)]));
+  KvBlocks kv = pool.table();
+  for (int64_t b = 0; b * kKvBlockTokens < positions; ++b) kv.blocks.push_back(ids[static_cast<size_t>(b)]);
   return kv;
 }
 
