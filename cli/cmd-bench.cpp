@@ -173,7 +173,8 @@ int bench_gen(int argc, char** argv) {
                    "  prefill    tokens/s of one --prompt-tokens prompt run in one pass (time to its first token)\n"
                    "  decode     tokens/s of one sequence generating --decode-tokens tokens from a 1-token prompt\n"
                    "  ttft       time to first token of a --ttft-tokens prompt through the engine, cold and again\n"
-                   "             with its first --cached-tokens tokens in the prefix cache\n"
+                   "             with its first --cached-tokens tokens in the prefix cache; the cold run then goes on\n"
+                   "             for --decode-tokens tokens, timed as one stream's decode after a long prompt\n"
                    "  aggregate  tokens/s of 1, 2, 4, 8, 16 concurrent streams (engine, continuous batching), each\n"
                    "             generating --stream-tokens tokens, counted from the first token to the last\n"
                    "and KV bytes per token, the machine's memory read rate in the same run and the model bytes per\n"
@@ -244,7 +245,7 @@ int bench_gen(int argc, char** argv) {
   const std::shared_ptr<const generate::Model> model =
       generate::load_model(path, generate::parse_kv_cache_type(args.get("kv-type", "auto")));
   const generate::ModelInfo info = generate::model_info(*model);
-  const int64_t longest = std::max({prompt_tokens + 1, decode_tokens + 1, ttft_tokens + 1});
+  const int64_t longest = std::max({prompt_tokens + 1, decode_tokens + 1, ttft_tokens + decode_tokens + 1});
   if (longest > info.context_length)
     fail(Errc::kInvalidArgument, "rag bench gen: the runs need {} positions but the context of {} holds {}; lower the token counts",
          longest, path, info.context_length);
@@ -290,26 +291,38 @@ int bench_gen(int argc, char** argv) {
   generate::Engine engine(model, engine_options);
   const double kv_bytes_per_token =
       static_cast<double>(engine.block_bytes()) / static_cast<double>(engine.stats().block_tokens);
-  // Time to first token through the engine: cold, then a prompt sharing its first cached_tokens tokens.
-  auto first_token_ms = [&](const std::vector<int32_t>& prompt) {
+  // Time to first token through the engine: cold, then a prompt sharing its first cached_tokens tokens. The
+  // cold run goes on for `decode` more tokens, timed from its first token to its last: one stream decoding
+  // after a long prompt, as answers over retrieved passages do.
+  auto engine_run = [&](const std::vector<int32_t>& prompt, int64_t decode, double* seconds_out) {
     generate::Request r;
     r.prompt = prompt;
-    r.options = fixed_length(1);
+    r.options = fixed_length(1 + decode);
+    Clock::time_point first{}, last{};
+    int64_t seen = 0;
+    r.on_token = [&](int32_t, std::string_view) {
+      (seen++ == 0 ? first : last) = Clock::now();
+      return true;
+    };
     const generate::Completion done = engine.run(std::move(r));
+    if (seconds_out) *seconds_out = seconds_between(first, last);
     return done.first_token_seconds * 1e3;
   };
   const auto ttft_prompt = random_tokens(rng, info.vocab_size, ttft_tokens);
   auto second = ttft_prompt;
   const auto tail = random_tokens(rng, info.vocab_size, ttft_tokens - cached_tokens);
   std::copy(tail.begin(), tail.end(), second.begin() + cached_tokens);
-  std::vector<double> cold_runs, cached_runs;
+  std::vector<double> cold_runs, cached_runs, long_decode_runs;
   for (int64_t i = 0; i < repetitions; ++i) {
     engine.clear_prefix_cache();
-    cold_runs.push_back(first_token_ms(ttft_prompt));
-    cached_runs.push_back(first_token_ms(second));
+    double seconds = 0;
+    cold_runs.push_back(engine_run(ttft_prompt, decode_tokens, &seconds));
+    long_decode_runs.push_back(seconds);
+    cached_runs.push_back(engine_run(second, 0, nullptr));
   }
   const double ttft_cold_ms = median(std::move(cold_runs));
   const double ttft_cached_ms = median(std::move(cached_runs));
+  const double long_decode_seconds = median(std::move(long_decode_runs));
   engine.clear_prefix_cache();
 
   // Concurrent streams: distinct 16-token prompts submitted together.
@@ -347,6 +360,7 @@ int bench_gen(int argc, char** argv) {
 
   const double prefill_tok_s = static_cast<double>(prompt_tokens) / std::max(prefill_seconds, 1e-9);
   const double decode_tok_s = static_cast<double>(decode_tokens) / std::max(decode_seconds, 1e-9);
+  const double long_decode_tok_s = static_cast<double>(decode_tokens) / std::max(long_decode_seconds, 1e-9);
   // A decode step reads every weight once: the file's bytes are that, within its metadata.
   const double model_gb = static_cast<double>(std::filesystem::file_size(path)) / 1e9;
   const double decode_gb_s = model_gb * decode_tok_s;
@@ -364,6 +378,7 @@ int bench_gen(int argc, char** argv) {
                           {"cached_tokens", cached_tokens},
                           {"ttft_cold_ms", ttft_cold_ms},
                           {"ttft_cached_ms", ttft_cached_ms},
+                          {"long_decode_tok_s", long_decode_tok_s},
                           {"stream_tokens", stream_tokens},
                           {"aggregate_tok_s", aggregate},
                           {"kv_bytes_per_token", kv_bytes_per_token},
@@ -380,6 +395,8 @@ int bench_gen(int argc, char** argv) {
     std::printf("ttft cold    %8.1f ms      (%lld-token prompt)\n", ttft_cold_ms, static_cast<long long>(ttft_tokens));
     std::printf("ttft cached  %8.1f ms      (first %lld tokens cached)\n", ttft_cached_ms,
                 static_cast<long long>(cached_tokens));
+    std::printf("long decode  %8.1f tok/s   (one stream, after the %lld-token prompt)\n", long_decode_tok_s,
+                static_cast<long long>(ttft_tokens));
     for (const auto& [count, rate] : aggregate_rows)
       std::printf("aggregate    %8.1f tok/s   (%lld streams)\n", rate, static_cast<long long>(count));
     std::printf("kv cache     %8.0f bytes per token\n", kv_bytes_per_token);

@@ -29,8 +29,8 @@ TEST(E2eBenchGen, JsonHasEveryFigure) {
   RunResult run = run_rag(command);
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const nlohmann::json j = nlohmann::json::parse(run.out);
-  for (const char* key : {"prefill_tok_s", "decode_tok_s", "ttft_cold_ms", "ttft_cached_ms", "kv_bytes_per_token",
-                          "memory_read_gb_s", "decode_model_gb_s"}) {
+  for (const char* key : {"prefill_tok_s", "decode_tok_s", "ttft_cold_ms", "ttft_cached_ms", "long_decode_tok_s",
+                          "kv_bytes_per_token", "memory_read_gb_s", "decode_model_gb_s"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     EXPECT_GT(j[key].get<double>(), 0.0) << key;
   }
@@ -68,7 +68,7 @@ TEST(E2eBenchGen, TablePrintsEachFigure) {
   command.insert(command.end(), kSmall.begin(), kSmall.end());
   RunResult run = run_rag(command);
   ASSERT_EQ(run.exit_code, 0) << run.err;
-  for (const char* label : {"prefill", "decode", "ttft cold", "ttft cached", "aggregate", "kv cache"})
+  for (const char* label : {"prefill", "decode", "ttft cold", "ttft cached", "long decode", "aggregate", "kv cache"})
     EXPECT_NE(run.out.find(label), std::string::npos) << label << " in\n" << run.out;
 }
 
