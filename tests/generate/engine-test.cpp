@@ -640,7 +640,10 @@ TEST(Engine, RandomWorkloadUnderPressureMatchesGenerate) {
   TinySpec spec = engine_spec();
   spec.vocabulary = true;
   auto model = load(spec, dir);
-  // RAG_ENGINE_SEEDS=N runs seeds 1..N instead: a longer hunt for scheduling bugs, by hand.
+  // RAG_ENGINE_SEEDS=N runs seeds 1..N instead: a longer hunt for scheduling bugs, by hand. Of seeds 1..1000,
+  // 385 and 498 fail on near-ties, not bugs: a prompt run in other chunks (the schedule's) gets logits within
+  // 1e-6 of one pass (matmul rounds by token count, nn/kernels.h), which moves a T = 0.8 draw (385, case 15:
+  // the engine's first token is what chunks of 10 or 11 give) or a greedy pick after a preemption (498).
   const char* seeds = std::getenv("RAG_ENGINE_SEEDS");
   const uint32_t first = seeds ? 1 : 42, last = seeds ? static_cast<uint32_t>(std::atoi(seeds)) : 42;
   for (uint32_t seed = first; seed <= last; ++seed) {
