@@ -294,7 +294,10 @@ int bench_gen(int argc, char** argv) {
   // Time to first token through the engine: cold, then a prompt sharing its first cached_tokens tokens. The
   // cold run goes on for `decode` more tokens, timed from its first token to its last: one stream decoding
   // after a long prompt, as answers over retrieved passages do.
-  auto engine_run = [&](const std::vector<int32_t>& prompt, int64_t decode, double* seconds_out) {
+  struct EngineRun {
+    double first_token_ms = 0, decode_seconds = 0;
+  };
+  auto engine_run = [&](const std::vector<int32_t>& prompt, int64_t decode) {
     generate::Request r;
     r.prompt = prompt;
     r.options = fixed_length(1 + decode);
@@ -305,8 +308,7 @@ int bench_gen(int argc, char** argv) {
       return true;
     };
     const generate::Completion done = engine.run(std::move(r));
-    if (seconds_out) *seconds_out = seconds_between(first, last);
-    return done.first_token_seconds * 1e3;
+    return EngineRun{done.first_token_seconds * 1e3, decode > 0 ? seconds_between(first, last) : 0.0};
   };
   const auto ttft_prompt = random_tokens(rng, info.vocab_size, ttft_tokens);
   auto second = ttft_prompt;
@@ -315,10 +317,10 @@ int bench_gen(int argc, char** argv) {
   std::vector<double> cold_runs, cached_runs, long_decode_runs;
   for (int64_t i = 0; i < repetitions; ++i) {
     engine.clear_prefix_cache();
-    double seconds = 0;
-    cold_runs.push_back(engine_run(ttft_prompt, decode_tokens, &seconds));
-    long_decode_runs.push_back(seconds);
-    cached_runs.push_back(engine_run(second, 0, nullptr));
+    const EngineRun cold = engine_run(ttft_prompt, decode_tokens);
+    cold_runs.push_back(cold.first_token_ms);
+    long_decode_runs.push_back(cold.decode_seconds);
+    cached_runs.push_back(engine_run(second, 0).first_token_ms);
   }
   const double ttft_cold_ms = median(std::move(cold_runs));
   const double ttft_cached_ms = median(std::move(cached_runs));
