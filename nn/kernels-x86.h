@@ -386,6 +386,12 @@ void octet_tile(const OctetBlock<Block>* chunk, int64_t b0, int64_t count, Q8Mat
     for (int64_t j = 0; j < count; ++j) {
       const int64_t b = b0 + j;
       __m256i p[T];
+      // GCC 12 keeps this loop rolled (its body is T tokens' worth): a counter, a branch for `first` and
+      // computed addresses beside the 4-5 vector operations per token. Unrolled, bench/kernels on the Zen 4
+      // (AVX2 only), two threads, two alternated rounds, ms: BM_Matmul 4864×896 by 512 tokens Q4_0
+      // 16.4, 15.9 -> 14.5, 14.5; Q8_0 32.4, 34.0 -> 28.4, 28.1; BM_DecodeBatch Q4_0 64 tokens
+      // 2.10, 1.91 -> 1.75, 1.71.
+#pragma GCC unroll 8
       for (int g = 0; g < 8 / kHalves; ++g) {
         const int k = h * 8 / kHalves + g;
         const __m256i w = _mm256_load_si256(&chunk[j].w[k]);
