@@ -301,7 +301,8 @@ void matmul_args(benchmark::internal::Benchmark* b) {
   for (int64_t type : kTypes) {
     // n = 8: a decode step of continuous batching, where weights stream once for all sequences.
     b->Args({type, 4864, 896, 8, 0});
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{896, 896}, {4864, 896}}) {
+    // 896×4864: the FFN's down projection, whose long rows leave the fewest tokens per L2-sized group.
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{896, 896}, {4864, 896}, {896, 4864}}) {
       b->Args({type, rows, cols, 512, 0});
       if (type == static_cast<int64_t>(TensorType::kQ8_0) || type == static_cast<int64_t>(TensorType::kQ4_0)) {
         b->Args({type, rows, cols, 512, 1});
