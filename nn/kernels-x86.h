@@ -466,8 +466,46 @@ void x86_octet_rows(const Block* w, int64_t r, const Block* next, Q8Matrix x, in
   }
 }
 
+// Q4_0 rows [r, r + 8) against one token (a decoding stream), without the octets' transposition: rows i and
+// i + 4 share a vector, their 16 bytes of nibbles side by side, so that the low nibbles (elements 0-15) and the
+// high ones (16-31) each meet the token's matching 16 bytes in one vpmaddubsw for both rows. The fold of the
+// quads then leaves the 8 rows' whole-block sums in int16 pairs of one vector, and one vpmaddwd, conversion and
+// scaling serve all 8. The sums are exact integers and the float steps per row are those of the quads, so the
+// bits agree. Fewer vector operations per row than the quads' (6 against 8 per block), which bound one token's
+// Q4_0 rows on the Zen 4 with AVX2 only: the quads took as long per block with the matrix in L1 as in L3, and
+// read 20-22 GB/s where Q8_0 read 37-43. There, two threads, three alternated rounds: bench/kernels BM_Matvec
+// Q4_0 4864×896 91-99 -> 59-65 us, 151936×896 3.58-3.79 -> 2.40-2.56 ms; bench/decoder decode 128 (four
+// rounds) 84-114 -> 130-134 tok/s, 30 GB/s of weights, the machine's read rate.
+inline void x86_q4_pairs_one_token(const BlockQ4_0* w, int64_t r, const BlockQ4_0* next, Q8Matrix x, float* y) {
+  const int64_t blocks = x.k / kQuantBlock;
+  const BlockQ4_0* rows[8];
+  for (int i = 0; i < 8; ++i) rows[i] = w + (r + i) * blocks;
+  constexpr int64_t kShare = 8 * static_cast<int64_t>(sizeof(BlockQ4_0));
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    prefetch_share<kShare>(next, b);
+    const int8_t* xb = x.qs + b * kQuantBlock;
+    const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xb)));
+    const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xb + 16)));
+    __m256i p[4];  // p[i]: 8 int16 pair sums of row i, then of row i + 4 (at most 2 * 2 * 15 * 127 each)
+    for (int i = 0; i < 4; ++i) {
+      const __m256i v = row_pair(rows, i, b, 0);
+      const __m256i lo = _mm256_and_si256(v, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+      p[i] = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+    }
+    const __m256i ab = _mm256_add_epi16(_mm256_unpacklo_epi32(p[0], p[1]), _mm256_unpackhi_epi32(p[0], p[1]));
+    const __m256i cd = _mm256_add_epi16(_mm256_unpacklo_epi32(p[2], p[3]), _mm256_unpackhi_epi32(p[2], p[3]));
+    const __m256i abcd = _mm256_add_epi16(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+    const __m256 q = _mm256_cvtepi32_ps(_mm256_madd_epi16(abcd, _mm256_set1_epi16(1)));
+    const __m256 dw = _mm256_set_m128(quad_scales(rows + 4, b), quad_scales(rows, b));
+    acc = accumulate_block<BlockQ4_0>(q, dw, x.d[b], x.ds[b], acc);
+  }
+  _mm256_storeu_ps(y, acc);
+}
+
 // Rows [r0, r1) against tokens [0, n) of x, in quads of rows (the last one filled up with its first row);
-// octets where there are enough tokens to share their transposition. The prefetch runs on past r1 (a
+// octets where there are enough tokens to share their transposition, pairs of quads for one Q4_0 token. The prefetch runs on past r1 (a
 // prefetch never faults): parallel_rows's next chunk for this thread mostly starts there. Stopping at r1,
 // chunks made one decoding stream slower than equal static shares (bench/decoder, Zen 3, Q4_0, 7 alternated
 // rounds: 81-118 tok/s against 65-106), each chunk's first rows waiting on memory.
@@ -478,6 +516,10 @@ void x86_matvec_quads(const Block* w, int64_t r0, int64_t r1, Q8Matrix x, int64_
     for (; r0 + 8 <= r1; r0 += 8) {
       const Block* next = w + (r0 + 16) * blocks;
       x86_octet_rows(w, r0, next, x, n, y + r0, ldy);
+    }
+  } else if constexpr (sizeof(Block) == sizeof(BlockQ4_0)) {
+    if (n == 1) {
+      for (; r0 + 8 <= r1; r0 += 8) x86_q4_pairs_one_token(w, r0, w + (r0 + 16) * blocks, x, y + r0);
     }
   }
   for (int64_t r = r0; r < r1; r += 4) {
