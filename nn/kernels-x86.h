@@ -488,7 +488,9 @@ inline void x86_q4_pairs_one_token(const BlockQ4_0* w, int64_t r, const BlockQ4_
     const int8_t* xb = x.qs + b * kQuantBlock;
     const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xb)));
     const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xb + 16)));
-    __m256i p[4];  // p[i]: 8 int16 pair sums of row i, then of row i + 4 (at most 2 * 2 * 15 * 127 each)
+    // p[i]: 8 int16 sums of row i, then 8 of row i + 4, each of 4 products (at most 4 * 15 * 127 = 7,620;
+    // the fold adds 4 of them, 30,480 < 2^15).
+    __m256i p[4];
     for (int i = 0; i < 4; ++i) {
       const __m256i v = row_pair(rows, i, b, 0);
       const __m256i lo = _mm256_and_si256(v, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
@@ -505,10 +507,11 @@ inline void x86_q4_pairs_one_token(const BlockQ4_0* w, int64_t r, const BlockQ4_
 }
 
 // Rows [r0, r1) against tokens [0, n) of x, in quads of rows (the last one filled up with its first row);
-// octets where there are enough tokens to share their transposition, pairs of quads for one Q4_0 token. The prefetch runs on past r1 (a
-// prefetch never faults): parallel_rows's next chunk for this thread mostly starts there. Stopping at r1,
-// chunks made one decoding stream slower than equal static shares (bench/decoder, Zen 3, Q4_0, 7 alternated
-// rounds: 81-118 tok/s against 65-106), each chunk's first rows waiting on memory.
+// octets where there are enough tokens to share their transposition, and paired quads for one Q4_0 token.
+// The prefetch runs on past r1 (a prefetch never faults): parallel_rows's next chunk for this thread mostly
+// starts there. Stopping at r1, chunks made one decoding stream slower than equal static shares
+// (bench/decoder, Zen 3, Q4_0, 7 alternated rounds: 81-118 tok/s against 65-106), each chunk's first rows
+// waiting on memory.
 template <class Block>
 void x86_matvec_quads(const Block* w, int64_t r0, int64_t r1, Q8Matrix x, int64_t n, float* y, int64_t ldy) {
   const int64_t blocks = x.k / kQuantBlock;
