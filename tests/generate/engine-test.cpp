@@ -136,17 +136,20 @@ TEST(PagedKv, ScatteredBlocksEqualTheContiguousCache) {
   }
 }
 
+// Logits of every position of a 75-token prompt run through scattered blocks in passes of `chunk` tokens (one
+// pass when chunk is 0).
+std::vector<float> prompt_logits(const Model& model, size_t chunk) {
+  BlockPool pool(model.config().kv_layout(), 12);
+  KvBlocks kv = scattered_blocks(pool, 80);
+  return run_in_chunks(model, kv, random_prompt(75, 12), chunk);
+}
+
 TEST(PagedKv, ChunkedPrefillEqualsOnePass) {
   for (nn::TensorType type : kCacheTypes) {
     SCOPED_TRACE(nn::tensor_type_name(type));
     rag::test::TempDir dir;
     auto model = load(engine_spec(type), dir);
-    const auto tokens = random_prompt(75, 12);
-    BlockPool pool(model->config().kv_layout(), 12);
-    KvBlocks one = scattered_blocks(pool, 80);
-    BlockPool pool2(model->config().kv_layout(), 12);
-    KvBlocks chunked = scattered_blocks(pool2, 80);
-    expect_close(run_in_chunks(*model, chunked, tokens, 7), run_in_chunks(*model, one, tokens, 0));
+    expect_close(prompt_logits(*model, 7), prompt_logits(*model, 0));
   }
 }
 
@@ -161,15 +164,10 @@ TEST(PagedKv, ChunkedPrefillEqualsOnePassBitForBitWithQuantizedWeights) {
     SCOPED_TRACE(nn::tensor_type_name(type));
     rag::test::TempDir dir;
     auto model = load(engine_spec(type), dir);
-    const auto tokens = random_prompt(75, 12);
-    BlockPool pool(model->config().kv_layout(), 12);
-    KvBlocks one = scattered_blocks(pool, 80);
-    const std::vector<float> expected = run_in_chunks(*model, one, tokens, 0);
+    const std::vector<float> expected = prompt_logits(*model, 0);
     for (size_t chunk : {1, 7, 40}) {
       SCOPED_TRACE(chunk);
-      BlockPool pool2(model->config().kv_layout(), 12);
-      KvBlocks chunked = scattered_blocks(pool2, 80);
-      const std::vector<float> actual = run_in_chunks(*model, chunked, tokens, chunk);
+      const std::vector<float> actual = prompt_logits(*model, chunk);
       ASSERT_EQ(actual.size(), expected.size());
       EXPECT_EQ(std::memcmp(actual.data(), expected.data(), expected.size() * sizeof(float)), 0);
     }
