@@ -662,11 +662,11 @@ EngineStats random_workload(const std::shared_ptr<const Model>& model, uint32_t 
 TEST(Engine, RandomWorkloadUnderPressureMatchesGenerate) {
   // RAG_ENGINE_SEEDS=N runs seeds 1..N instead: a longer hunt for scheduling bugs, by hand. With F32 weights,
   // of seeds 1..1000, 385 and 498 fail on near-ties, not bugs: a prompt run in other chunks (the schedule's)
-  // gets logits within 1e-6 of one pass (F32 matmul is OpenBLAS's sgemm, which rounds by token count and
-  // unlike matvec, nn/kernels.h), which moves a T = 0.8 draw (385, case 15: the engine's first token is what
-  // chunks of 10 or 11 give) or a greedy pick after a preemption (498). Quantized weights round alike in any
-  // chunks at the x86 levels (PagedKv.ChunkedPrefillEqualsOnePassBitForBitWithQuantizedWeights): there all
-  // 1000 seeds pass (Q8_0, and Q4_0 by hand, on the AVX2 level).
+  // gets logits within 1e-6 of one pass (F32 matmul is OpenBLAS's sgemm, whose rounding depends on the token
+  // count and differs from matvec's, nn/kernels.h), which moves a T = 0.8 draw (385, case 15: the engine's
+  // first token is what chunks of 10 or 11 give) or a greedy pick after a preemption (498). Quantized weights
+  // round alike in any chunks at the x86 levels (PagedKv.ChunkedPrefillEqualsOnePassBitForBitWithQuantizedWeights):
+  // there all 1000 seeds pass (Q8_0, and Q4_0 by hand, on the AVX2 level).
   const char* seeds = std::getenv("RAG_ENGINE_SEEDS");
   const uint32_t first = seeds ? 1 : 42, last = seeds ? static_cast<uint32_t>(std::atoi(seeds)) : 42;
   for (nn::TensorType type : {nn::TensorType::kF32, nn::TensorType::kQ8_0}) {
