@@ -183,6 +183,14 @@ inline __m256i fold_quad(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
   return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
 }
 
+// The same fold on int16 sums: in each 128-bit half, 32-bit lane i holds two int16 sums of p_i's lanes in
+// that half (4 lanes each). The callers keep the lanes small enough not to wrap.
+inline __m256i fold_quad_i16(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+  const __m256i ab = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+  const __m256i cd = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+  return _mm256_add_epi16(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+}
+
 // Running sums per token: Q4_0 adds a row's two halves per block (4 rows in a quad's __m128); Q8_0 keeps
 // them apart to the end (a quad's row i in lanes i and i + 4; an octet's in two vectors), where vpmaddubsw's
 // pairs reach 2 * 128 * 127 and an int32 add per block would cost the quads more than it saves.
@@ -252,9 +260,7 @@ void x86_matvec_tile(const Block* const* rows, int count, const Block* next, int
         // the halves are added.
         const __m256i p0 = _mm256_maddubs_epi16(u[0], xq), p1 = _mm256_maddubs_epi16(u[1], xq);
         const __m256i p2 = _mm256_maddubs_epi16(u[2], xq), p3 = _mm256_maddubs_epi16(u[3], xq);
-        const __m256i ab = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
-        const __m256i cd = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
-        const __m256i abcd = _mm256_add_epi16(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+        const __m256i abcd = fold_quad_i16(p0, p1, p2, p3);
         const __m128i whole = _mm_madd_epi16(
             _mm_add_epi16(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1)), _mm_set1_epi16(1));
         acc[t] = accumulate_block<Block>(_mm_cvtepi32_ps(whole), dw, dx, ds, acc[t]);
@@ -475,7 +481,8 @@ void x86_octet_rows(const Block* w, int64_t r, const Block* next, Q8Matrix x, in
 // Q4_0 rows on the Zen 4 with AVX2 only: the quads took as long per block with the matrix in L1 as in L3, and
 // read 20-22 GB/s where Q8_0 read 37-43. There, two threads, three alternated rounds: bench/kernels BM_Matvec
 // Q4_0 4864×896 91-99 -> 59-65 us, 151936×896 3.58-3.79 -> 2.40-2.56 ms; bench/decoder decode 128 (four
-// rounds) 84-114 -> 130-134 tok/s, 30 GB/s of weights, the machine's read rate.
+// rounds) 84-114 -> 130-134 tok/s, 30 GB/s of weights. Q8_0's decode reads about 40, so this is still bound
+// by vector operations rather than memory.
 inline void x86_q4_pairs_one_token(const BlockQ4_0* w, int64_t r, const BlockQ4_0* next, Q8Matrix x, float* y) {
   const int64_t blocks = x.k / kQuantBlock;
   const BlockQ4_0* rows[8];
@@ -496,9 +503,7 @@ inline void x86_q4_pairs_one_token(const BlockQ4_0* w, int64_t r, const BlockQ4_
       const __m256i lo = _mm256_and_si256(v, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
       p[i] = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
     }
-    const __m256i ab = _mm256_add_epi16(_mm256_unpacklo_epi32(p[0], p[1]), _mm256_unpackhi_epi32(p[0], p[1]));
-    const __m256i cd = _mm256_add_epi16(_mm256_unpacklo_epi32(p[2], p[3]), _mm256_unpackhi_epi32(p[2], p[3]));
-    const __m256i abcd = _mm256_add_epi16(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+    const __m256i abcd = fold_quad_i16(p[0], p[1], p[2], p[3]);
     const __m256 q = _mm256_cvtepi32_ps(_mm256_madd_epi16(abcd, _mm256_set1_epi16(1)));
     const __m256 dw = _mm256_set_m128(quad_scales(rows + 4, b), quad_scales(rows, b));
     acc = accumulate_block<BlockQ4_0>(q, dw, x.d[b], x.ds[b], acc);
